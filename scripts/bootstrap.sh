@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Create .venv at the repository root and install the project into it.
+#   scripts/bootstrap.sh serve   -> serving + clients only (onnxruntime, Triton binary, tritonclient)
+#   scripts/bootstrap.sh all     -> everything: training (torch, ultralytics, timm) and the tests
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what="${1:-serve}"
+PY="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  echo "== creating .venv with $($PY --version)"
+  "$PY" -m venv .venv
+fi
+. .venv/bin/activate
+# pip's output goes to a log and is shown only when a step fails.
+LOG=".venv/bootstrap.log"
+: >"$LOG"
+pip_install() {
+  if ! python -m pip install "$@" >>"$LOG" 2>&1; then
+    tail -n 40 "$LOG" >&2
+    echo "pip install $* failed (full log: $LOG)" >&2
+    exit 1
+  fi
+}
+pip_install -q --upgrade pip
+case "$what" in
+  serve)
+    pip_install -q -e ".[serve]"
+    ;;
+  all)
+    # torch/torchvision are pinned to the builds that import together on these hosts; pip picks
+    # them from the local wheel store when present, PyPI otherwise.
+    pip_install -q "torch==2.14.1" "torchvision==0.29.1"
+    pip_install -q -e ".[serve,train,dev]"
+    ;;
+  *)
+    echo "usage: scripts/bootstrap.sh serve|all" >&2
+    exit 2
+    ;;
+esac
+echo "== .venv ready ($what)"

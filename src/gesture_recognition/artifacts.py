@@ -1,0 +1,110 @@
+"""What the server needs to know about each trained model, stored as JSON beside its ONNX file.
+
+Training writes these files, the export copies them into the Triton model repository, and the
+serving code and the in-process pipeline read them: preprocessing parameters never live in two
+places.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from gesture_recognition.boxes import CropConfig
+from gesture_recognition.labels import LabelMap
+
+DETECTOR_ONNX = "hand_detector.onnx"
+DETECTOR_JSON = "hand_detector.json"
+CLASSIFIER_ONNX = "gesture_classifier.onnx"
+CLASSIFIER_JSON = "gesture_classifier.json"
+
+
+def shipped_models_dir() -> Path:
+    """The repository's ``models/`` folder (the trained models the project ships)."""
+    return Path(__file__).resolve().parents[2] / "models"
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    imgsz: int = 320
+    conf_threshold: float = 0.25
+    architecture: str = "yolo26n"
+    input_name: str = "images"
+    output_name: str = "output0"
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "kind": "hand_detector",
+            "architecture": self.architecture,
+            "imgsz": self.imgsz,
+            "conf_threshold": self.conf_threshold,
+            "input_name": self.input_name,
+            "output_name": self.output_name,
+            "output_layout": "[B, D, 6]: x1 y1 x2 y2 score class, letterboxed input pixels",
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> DetectorSpec:
+        return cls(
+            imgsz=int(data["imgsz"]),  # type: ignore[arg-type]
+            conf_threshold=float(data.get("conf_threshold", 0.25)),  # type: ignore[arg-type]
+            architecture=str(data.get("architecture", "unknown")),
+            input_name=str(data.get("input_name", "images")),
+            output_name=str(data.get("output_name", "output0")),
+        )
+
+
+@dataclass(frozen=True)
+class ClassifierSpec:
+    label_map: LabelMap
+    input_size: int = 224
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    crop: CropConfig = field(default_factory=CropConfig)
+    architecture: str = "tf_efficientnet_lite0"
+    input_name: str = "input"
+    output_name: str = "logits"
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "kind": "gesture_classifier",
+            "architecture": self.architecture,
+            "input_size": self.input_size,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "crop": self.crop.to_dict(),
+            "label_map": self.label_map.to_dict(),
+            "input_name": self.input_name,
+            "output_name": self.output_name,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> ClassifierSpec:
+        mean = tuple(float(v) for v in data.get("mean", (0.5, 0.5, 0.5)))  # type: ignore[union-attr]
+        std = tuple(float(v) for v in data.get("std", (0.5, 0.5, 0.5)))  # type: ignore[union-attr]
+        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+            raise ValueError("classifier mean/std need three values each, std > 0")
+        return cls(
+            label_map=LabelMap.from_dict(data["label_map"]),  # type: ignore[arg-type]
+            input_size=int(data["input_size"]),  # type: ignore[arg-type]
+            mean=mean,  # type: ignore[arg-type]
+            std=std,  # type: ignore[arg-type]
+            crop=CropConfig.from_dict(data.get("crop", {})),  # type: ignore[arg-type]
+            architecture=str(data.get("architecture", "unknown")),
+            input_name=str(data.get("input_name", "input")),
+            output_name=str(data.get("output_name", "logits")),
+        )
+
+
+def write_spec(spec: DetectorSpec | ClassifierSpec, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(spec.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+
+def read_detector_spec(path: Path) -> DetectorSpec:
+    return DetectorSpec.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def read_classifier_spec(path: Path) -> ClassifierSpec:
+    return ClassifierSpec.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))

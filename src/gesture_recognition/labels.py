@@ -1,0 +1,103 @@
+"""Label maps as data: which classes a classifier predicts, in which order, and their aliases.
+
+Training, the Triton models and the clients all read label maps through this module so a class
+index means the same gesture everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+BUILTIN_LABEL_MAPS = ("mcs2021", "hagrid", "finger_count")
+
+
+class UnknownLabelError(KeyError):
+    """A dataset label that the label map neither lists nor aliases."""
+
+
+@dataclass(frozen=True)
+class LabelMap:
+    name: str
+    classes: tuple[str, ...]
+    # Source-dataset names that mean one of ``classes`` (HaGRID's ``peace`` is ``victory``).
+    aliases: Mapping[str, str] = field(default_factory=dict)
+    # Answer when a photo has no hand. It may or may not be one of ``classes``.
+    no_hand_label: str = "no_gesture"
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if len(set(self.classes)) != len(self.classes):
+            raise ValueError(f"label map {self.name!r} lists a class twice: {self.classes}")
+        if not self.classes:
+            raise ValueError(f"label map {self.name!r} has no classes")
+        for alias, target in self.aliases.items():
+            if target not in self.classes:
+                raise ValueError(f"alias {alias!r} -> {target!r} is not a class of {self.name!r}")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def canonical(self, label: str) -> str:
+        """The class name for a dataset label; raises UnknownLabelError for anything else."""
+        if label in self.classes:
+            return label
+        if label in self.aliases:
+            return self.aliases[label]
+        raise UnknownLabelError(f"label {label!r} is not in label map {self.name!r}")
+
+    def contains(self, label: str) -> bool:
+        return label in self.classes or label in self.aliases
+
+    def index(self, label: str) -> int:
+        return self.classes.index(self.canonical(label))
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "classes": list(self.classes),
+            "aliases": dict(self.aliases),
+            "no_hand_label": self.no_hand_label,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> LabelMap:
+        classes = data.get("classes")
+        if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
+            raise ValueError("a label map needs 'classes': a list of strings")
+        aliases = data.get("aliases", {}) or {}
+        if not isinstance(aliases, dict):
+            raise ValueError("'aliases' must be a mapping of source label -> class")
+        return cls(
+            name=str(data.get("name", "custom")),
+            classes=tuple(classes),
+            aliases={str(k): str(v) for k, v in aliases.items()},
+            no_hand_label=str(data.get("no_hand_label", "no_gesture")),
+            description=str(data.get("description", "")),
+        )
+
+    @classmethod
+    def from_classes(cls, name: str, classes: Iterable[str], no_hand_label: str) -> LabelMap:
+        return cls(name=name, classes=tuple(classes), no_hand_label=no_hand_label)
+
+
+def load_label_map(name_or_path: str | Path) -> LabelMap:
+    """A built-in label map by name (``mcs2021``, ``hagrid``, ``finger_count``) or a JSON file."""
+    text: str
+    if str(name_or_path) in BUILTIN_LABEL_MAPS:
+        ref = resources.files("gesture_recognition") / "label_maps" / f"{name_or_path}.json"
+        text = ref.read_text(encoding="utf-8")
+    else:
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"no label map {str(name_or_path)!r}: use one of {', '.join(BUILTIN_LABEL_MAPS)} "
+                "or the path of a JSON file"
+            )
+        text = path.read_text(encoding="utf-8")
+    return LabelMap.from_dict(json.loads(text))

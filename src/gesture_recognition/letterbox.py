@@ -1,0 +1,74 @@
+"""Letterboxing for the detector: aspect-preserving resize onto a square, grey-padded canvas.
+
+The detector is trained by ultralytics with the same scheme (pad value 114, centred image),
+and this module maps its boxes back to the photo.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+PAD_VALUE = 114
+
+
+@dataclass(frozen=True)
+class LetterboxParams:
+    """How a photo was placed on the canvas: ``canvas = photo * scale + (pad_x, pad_y)``."""
+
+    scale: float
+    pad_x: float
+    pad_y: float
+
+    def as_array(self) -> NDArray[np.float32]:
+        return np.array([self.scale, self.pad_x, self.pad_y], dtype=np.float32)
+
+    @classmethod
+    def from_array(cls, values: NDArray[np.float32]) -> LetterboxParams:
+        flat = np.asarray(values, dtype=np.float32).reshape(-1)
+        if flat.shape[0] != 3:
+            raise ValueError(f"letterbox parameters need 3 values, got {flat.shape[0]}")
+        return cls(float(flat[0]), float(flat[1]), float(flat[2]))
+
+
+def letterbox_params(width: int, height: int, size: int) -> LetterboxParams:
+    scale = min(size / width, size / height)
+    new_w = max(1, round(width * scale))
+    new_h = max(1, round(height * scale))
+    return LetterboxParams(scale, (size - new_w) // 2, (size - new_h) // 2)
+
+
+def letterbox(image: NDArray[np.uint8], size: int) -> tuple[NDArray[np.uint8], LetterboxParams]:
+    """``[H, W, 3]`` uint8 photo -> ``[size, size, 3]`` uint8 canvas and its placement."""
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an RGB image [H, W, 3], got shape {image.shape}")
+    height, width = image.shape[:2]
+    params = letterbox_params(width, height, size)
+    new_w = max(1, round(width * params.scale))
+    new_h = max(1, round(height * params.scale))
+    if (new_w, new_h) != (width, height):
+        resized = np.asarray(
+            Image.fromarray(image).resize((new_w, new_h), Image.Resampling.BILINEAR)
+        )
+    else:
+        resized = image
+    canvas = np.full((size, size, 3), PAD_VALUE, dtype=np.uint8)
+    x0, y0 = int(params.pad_x), int(params.pad_y)
+    canvas[y0 : y0 + new_h, x0 : x0 + new_w] = resized
+    return canvas, params
+
+
+def to_detector_tensor(canvas: NDArray[np.uint8]) -> NDArray[np.float32]:
+    """``[S, S, 3]`` uint8 canvas -> ``[1, 3, S, S]`` float32 in [0, 1] (ultralytics' input)."""
+    return (canvas.transpose(2, 0, 1)[None].astype(np.float32)) / np.float32(255.0)
+
+
+def unletterbox_boxes(boxes: NDArray[np.float32], params: LetterboxParams) -> NDArray[np.float32]:
+    """Canvas-pixel boxes ``[N, 4]`` -> photo-pixel boxes (not clipped)."""
+    out = np.asarray(boxes, dtype=np.float32).reshape(-1, 4).copy()
+    out[:, [0, 2]] = (out[:, [0, 2]] - params.pad_x) / params.scale
+    out[:, [1, 3]] = (out[:, [1, 3]] - params.pad_y) / params.scale
+    return out

@@ -1,0 +1,128 @@
+"""What each Python-backend model of the ensemble computes, as plain functions.
+
+The ``model.py`` files in ``model_repository/`` only move tensors in and out of Triton; the work
+is here, built from the same functions the in-process ``GesturePipeline`` calls, so the served
+answer and the in-process answer come from one implementation (and these functions are unit
+tested without a server).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+
+from gesture_recognition.artifacts import ClassifierSpec
+from gesture_recognition.decision import decide, softmax
+from gesture_recognition.detections import decode_detections
+from gesture_recognition.hands import prepare_hands
+from gesture_recognition.images import check_image_array, decode_image
+from gesture_recognition.labels import LabelMap
+from gesture_recognition.letterbox import LetterboxParams, letterbox, to_detector_tensor
+
+FloatArray = NDArray[np.float32]
+
+
+class InvalidInputError(ValueError):
+    """A request tensor the model cannot use; answered as INVALID_ARG, never a crash."""
+
+
+def decode_bytes_input(data: object, max_pixels: int) -> NDArray[np.uint8]:
+    """``IMAGE_BYTES`` (BYTES ``[1]``: one encoded JPEG/PNG/...) -> RGB uint8 ``[H, W, 3]``."""
+    flat = np.asarray(data, dtype=object).reshape(-1)
+    if flat.size != 1:
+        raise InvalidInputError(f"IMAGE_BYTES must hold one encoded image, got {flat.size}")
+    raw = flat[0]
+    if not isinstance(raw, bytes | bytearray):
+        raise InvalidInputError(f"IMAGE_BYTES must be bytes, got {type(raw).__name__}")
+    return decode_image(bytes(raw), max_pixels)
+
+
+def preprocess(image: object, imgsz: int, max_pixels: int) -> tuple[FloatArray, FloatArray]:
+    """Photo -> detector input ``[1, 3, S, S]`` and letterbox placement ``[3]``."""
+    photo = check_image_array(image, max_pixels)
+    canvas, params = letterbox(photo, imgsz)
+    return to_detector_tensor(canvas), params.as_array()
+
+
+def run_batched(
+    run: Callable[[FloatArray], FloatArray], batches: Sequence[FloatArray]
+) -> list[FloatArray]:
+    """Run requests that Triton's dynamic batcher delivered together as one batch, then split
+    the result back per request."""
+    sizes = [len(b) for b in batches]
+    out = run(np.concatenate(batches) if len(batches) > 1 else batches[0])
+    if len(out) != sum(sizes):
+        raise RuntimeError(f"model returned {len(out)} rows for a batch of {sum(sizes)}")
+    return np.split(out, np.cumsum(sizes)[:-1])
+
+
+def _letterbox_params(values: object) -> LetterboxParams:
+    flat = np.asarray(values, dtype=np.float32).reshape(-1)
+    if flat.shape[0] != 3 or not np.all(np.isfinite(flat)) or flat[0] <= 0:
+        raise InvalidInputError(
+            f"LETTERBOX must be 3 finite values (scale > 0, pad_x, pad_y), got {flat.tolist()}"
+        )
+    return LetterboxParams.from_array(flat)
+
+
+def hand_crops(
+    image: object,
+    detections: object,
+    letterbox_values: object,
+    conf_threshold: float,
+    spec: ClassifierSpec,
+    max_hands: int,
+    max_pixels: int,
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """Detector rows -> (``HAND_BOXES [N, 4]``, ``HAND_SCORES [N]``, ``CLASSIFIER_INPUT``).
+
+    ``CLASSIFIER_INPUT`` has ``max(N, 1)`` rows: Triton cannot run the classifier on an empty
+    batch inside an ensemble, so a photo without hands sends one dummy row, and the decision
+    step uses only the first N rows of the logits.
+    """
+    photo = check_image_array(image, max_pixels)
+    rows = np.asarray(detections, dtype=np.float32)
+    if rows.ndim == 3 and rows.shape[0] == 1:
+        rows = rows[0]
+    if rows.ndim != 2 or rows.shape[1] != 6:
+        raise InvalidInputError(f"DETECTIONS must be [1, D, 6], got {list(np.shape(detections))}")
+    params = _letterbox_params(letterbox_values)
+    height, width = photo.shape[:2]
+    boxes, scores = decode_detections(rows, params, width, height, conf_threshold)
+    hands = prepare_hands(photo, boxes, scores, spec, max_hands)
+    batch = hands.batch
+    if len(batch) == 0:
+        batch = np.zeros((1, 3, spec.input_size, spec.input_size), dtype=np.float32)
+    return hands.boxes, hands.scores, batch
+
+
+def decision_outputs(
+    logits: object, hand_boxes: object, label_map: LabelMap
+) -> dict[str, np.ndarray]:
+    """Logits of the crops (first N rows are the N hands) -> the ensemble's answer tensors."""
+    rows = np.asarray(logits, dtype=np.float32)
+    boxes = np.asarray(hand_boxes, dtype=np.float32)
+    k = label_map.num_classes
+    if rows.ndim != 2 or rows.shape[1] != k:
+        raise InvalidInputError(f"LOGITS must be [M, {k}], got {list(rows.shape)}")
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise InvalidInputError(f"HAND_BOXES must be [N, 4], got {list(boxes.shape)}")
+    n = boxes.shape[0]
+    if rows.shape[0] < n:
+        raise InvalidInputError(f"{n} hands but only {rows.shape[0]} rows of LOGITS")
+    probs = softmax(rows[:n]) if n else np.zeros((0, k), dtype=np.float32)
+    decision = decide(probs, label_map)
+    if not math.isfinite(decision.score):
+        raise InvalidInputError("the decision score is not finite")
+    return {
+        "GESTURE": np.array([decision.gesture.encode("utf-8")], dtype=np.object_),
+        "SCORE": np.array([decision.score], dtype=np.float32),
+        "HAND_GESTURES": np.array(
+            [g.encode("utf-8") for g in decision.hand_gestures], dtype=np.object_
+        ).reshape(n),
+        "HAND_GESTURE_SCORES": decision.hand_scores.astype(np.float32).reshape(n),
+        "GESTURE_PROBS": decision.probabilities.astype(np.float32).reshape(k),
+    }

@@ -1,0 +1,636 @@
+"""The Triton clients without a server: answer parsing, errors and retries, input expansion,
+shared-memory regions, annotation, the async window and the CLI against a closed port."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import random
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from tritonclient.grpc import InferResult as GrpcInferResult
+from tritonclient.grpc import service_pb2
+from tritonclient.http import InferResult as HttpInferResult
+from tritonclient.utils import InferenceServerException, serialize_byte_tensor
+
+from gesture_recognition.client import cli
+from gesture_recognition.client.annotate import annotate, annotated_name, save_annotated
+from gesture_recognition.client.clients import (
+    AsyncGestureClient,
+    FileResult,
+    GestureClient,
+    backoff_delays,
+    bytes_request,
+    image_request,
+    read_labels_file,
+)
+from gesture_recognition.client.errors import (
+    InvalidInputError,
+    ModelNotReadyError,
+    RequestTimeoutError,
+    ServerError,
+    ServerUnavailableError,
+    is_retryable,
+    translate,
+)
+from gesture_recognition.client.files import expand_inputs
+from gesture_recognition.client.results import (
+    OutputError,
+    fallback_labels,
+    labels_from_classification,
+    parse_outputs,
+    probs_size_from_config,
+)
+from gesture_recognition.client.shm import Region, RegionPool, encode_input, region_size
+from gesture_recognition.labels import load_label_map
+from gesture_recognition.pipeline import GestureResult
+
+LABELS = load_label_map("mcs2021").classes
+
+
+def closed_port() -> int:
+    """A localhost port with nothing listening (bound and released: refused at once)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# ----------------------------------------------------------------- answers
+
+
+def answer(n_hands: int, k: int = len(LABELS), seed: int = 0) -> dict[str, np.ndarray]:
+    """The ensemble's outputs for a photo with ``n_hands`` hands, as the server shapes them."""
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform(0, 300, (n_hands, 2)).astype(np.float32)
+    boxes = np.concatenate([xy, xy + rng.uniform(10, 100, (n_hands, 2))], axis=1)
+    probs = rng.dirichlet(np.ones(k)).astype(np.float32)
+    names = [LABELS[i % len(LABELS)].encode() for i in rng.integers(0, k, n_hands)]
+    gesture = names[0] if names else b"no_gesture"
+    return {
+        "GESTURE": np.array([gesture], dtype=np.object_),
+        "SCORE": np.array([probs.max()], np.float32),
+        "HAND_BOXES": boxes.astype(np.float32).reshape(n_hands, 4),
+        "HAND_SCORES": rng.uniform(0, 1, n_hands).astype(np.float32),
+        "HAND_GESTURES": np.array(names, dtype=np.object_),
+        "HAND_GESTURE_SCORES": rng.uniform(0, 1, n_hands).astype(np.float32),
+        "GESTURE_PROBS": probs,
+    }
+
+
+def grpc_result(outputs: dict[str, np.ndarray]) -> GrpcInferResult:
+    response = service_pb2.ModelInferResponse(model_name="gesture_ensemble")
+    for name, array in outputs.items():
+        out = response.outputs.add(name=name, shape=list(array.shape))
+        if array.dtype == np.object_:
+            out.datatype = "BYTES"
+            serialized = serialize_byte_tensor(array)
+            response.raw_output_contents.append(serialized.item() if serialized.size else b"")
+        else:
+            out.datatype = "FP32"
+            response.raw_output_contents.append(array.tobytes())
+    return GrpcInferResult(response)
+
+
+def http_result(outputs: dict[str, np.ndarray]) -> HttpInferResult:
+    body = {
+        "model_name": "gesture_ensemble",
+        "outputs": [
+            {
+                "name": name,
+                "datatype": "BYTES" if array.dtype == np.object_ else "FP32",
+                "shape": list(array.shape),
+                "data": [v.decode() for v in array.reshape(-1)]
+                if array.dtype == np.object_
+                else array.reshape(-1).tolist(),
+            }
+            for name, array in outputs.items()
+        ],
+    }
+    return HttpInferResult.from_response_body(json.dumps(body).encode())
+
+
+RESULT_BUILDERS = {"grpc": grpc_result, "http": http_result}
+
+
+@pytest.mark.parametrize("protocol", RESULT_BUILDERS)
+@pytest.mark.parametrize("n_hands", [0, 1, 5])
+def test_parse_outputs_from_tritonclient_results(protocol: str, n_hands: int) -> None:
+    outputs = answer(n_hands, seed=n_hands)
+    result = parse_outputs(RESULT_BUILDERS[protocol](outputs).as_numpy, LABELS)
+    assert isinstance(result, GestureResult)
+    assert result.gesture == outputs["GESTURE"][0].decode()
+    assert result.score == pytest.approx(float(outputs["SCORE"][0]))
+    assert result.hand_boxes.shape == (n_hands, 4)
+    np.testing.assert_allclose(result.hand_boxes, outputs["HAND_BOXES"], rtol=1e-6)
+    np.testing.assert_allclose(result.hand_scores, outputs["HAND_SCORES"], rtol=1e-6)
+    assert result.hand_gestures == [g.decode() for g in outputs["HAND_GESTURES"]]
+    np.testing.assert_allclose(result.hand_gesture_scores, outputs["HAND_GESTURE_SCORES"])
+    np.testing.assert_allclose(result.probabilities, outputs["GESTURE_PROBS"], rtol=1e-6)
+    assert result.labels == tuple(LABELS)
+    as_dict = result.to_dict()
+    assert len(as_dict["hands"]) == n_hands  # type: ignore[arg-type]
+    json.dumps(as_dict)  # plain types only
+
+
+def test_parse_outputs_rejects_a_missing_output() -> None:
+    outputs = answer(2)
+    del outputs["HAND_SCORES"]
+    with pytest.raises(OutputError, match="HAND_SCORES"):
+        parse_outputs(outputs.get, LABELS)
+
+
+def test_parse_outputs_rejects_per_hand_outputs_of_different_lengths() -> None:
+    outputs = answer(3)
+    outputs["HAND_GESTURES"] = outputs["HAND_GESTURES"][:2]
+    with pytest.raises(OutputError, match="disagree"):
+        parse_outputs(outputs.get, LABELS)
+
+
+def test_parse_outputs_rejects_probabilities_that_do_not_match_the_labels() -> None:
+    with pytest.raises(OutputError, match="labels"):
+        parse_outputs(answer(1).get, LABELS[:-1])
+
+
+def test_labels_from_classification_orders_by_index() -> None:
+    # The extension sorts by probability; names must come back in index order.
+    entries = [b"0.9:3:mute", b"0.05:0:no_gesture", b"0.05:2:victory", b"0:1:stop"]
+    assert labels_from_classification(entries, 4) == ("no_gesture", "stop", "victory", "mute")
+
+
+@pytest.mark.parametrize(
+    "entries",
+    [[b"0.5:0", b"0.5:1"], [b"0.5:0:a", b"0.5:2:c"]],
+    ids=["no label file", "missing index"],
+)
+def test_labels_from_classification_refuses_incomplete_answers(entries: list[bytes]) -> None:
+    with pytest.raises(OutputError):
+        labels_from_classification(entries, 2)
+
+
+def test_fallback_labels() -> None:
+    assert fallback_labels(len(LABELS)) == tuple(LABELS)
+    assert fallback_labels(len(load_label_map("hagrid").classes)) == tuple(
+        load_label_map("hagrid").classes
+    )
+    assert fallback_labels(2) == ("class_0", "class_1")
+
+
+def test_read_labels_file(tmp_path: Path) -> None:
+    path = tmp_path / "labels.txt"
+    path.write_text("no_gesture\nstop\n\n", encoding="utf-8")
+    assert read_labels_file(path) == ("no_gesture", "stop")
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"output": [{"name": "GESTURE", "dims": ["1"]}, {"name": "GESTURE_PROBS", "dims": ["7"]}]},
+        {"output": [{"name": "GESTURE_PROBS", "dims": [7], "label_filename": ""}]},
+    ],
+    ids=["grpc json", "http json"],
+)
+def test_probs_size_from_config(config: dict[str, object]) -> None:
+    assert probs_size_from_config(config) == 7
+
+
+def test_probs_size_from_config_without_the_output() -> None:
+    with pytest.raises(OutputError):
+        probs_size_from_config({"output": [{"name": "GESTURE", "dims": [1]}]})
+
+
+# ----------------------------------------------------------------- requests
+
+
+def test_image_request_validates_locally() -> None:
+    assert image_request(np.zeros((20, 30, 3), np.uint8)).array.shape == (20, 30, 3)
+    for bad in (np.zeros((20, 30), np.uint8), np.zeros((20, 30, 3), np.float32), "photo"):
+        with pytest.raises(InvalidInputError):
+            image_request(bad)
+
+
+def test_bytes_request() -> None:
+    request = bytes_request(b"\xff\xd8abc")
+    assert request.datatype == "BYTES" and request.array.shape == (1,)
+    assert request.array[0] == b"\xff\xd8abc"
+    with pytest.raises(InvalidInputError, match="empty"):
+        bytes_request(b"")
+
+
+# ----------------------------------------------------------------- errors
+
+URL = "127.0.0.1:8001"
+
+
+def grpc_error(status: str, message: str) -> InferenceServerException:
+    return InferenceServerException(msg=message, status=f"StatusCode.{status}")
+
+
+def test_invalid_argument_keeps_the_server_message_and_is_not_retried() -> None:
+    for exc in (
+        grpc_error("INVALID_ARGUMENT", "IMAGE is 4x4; each side must be at least 8 pixels"),
+        InferenceServerException(msg="IMAGE is 4x4; each side must be at least 8", status="400"),
+    ):
+        err = translate(exc, URL, "grpc", "gesture_ensemble")
+        assert isinstance(err, InvalidInputError)
+        assert "IMAGE is 4x4" in str(err)
+        assert not is_retryable(exc)
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        grpc_error("UNAVAILABLE", "failed to connect to all addresses"),
+        InferenceServerException(msg="unavailable", status="503"),
+        ConnectionRefusedError(111, "Connection refused"),
+        ConnectionResetError(104, "Connection reset by peer"),
+    ],
+)
+def test_a_dead_server_is_retried_and_named(exc: Exception) -> None:
+    assert is_retryable(exc)
+    err = translate(exc, URL, "grpc", "gesture_ensemble")
+    assert isinstance(err, ServerUnavailableError)
+    assert URL in str(err) and "grpc" in str(err) and "gesture-serve" in str(err)
+
+
+def test_model_errors_and_timeouts() -> None:
+    not_found = translate(grpc_error("NOT_FOUND", "unknown model"), URL, "grpc", "m")
+    assert isinstance(not_found, ModelNotReadyError) and "'m'" in str(not_found)
+    unloaded = translate(
+        grpc_error("UNAVAILABLE", "Request for unknown model: 'm' has no available versions"),
+        URL,
+        "grpc",
+        "m",
+    )
+    assert isinstance(unloaded, ModelNotReadyError)
+    for exc in (grpc_error("DEADLINE_EXCEEDED", "Deadline Exceeded"), TimeoutError("timed out")):
+        assert isinstance(translate(exc, URL, "grpc", "m"), RequestTimeoutError)
+        assert not is_retryable(exc)
+    internal = translate(grpc_error("INTERNAL", "step failed"), URL, "grpc", "m")
+    assert isinstance(internal, ServerError) and "step failed" in str(internal)
+
+
+def test_backoff_doubles_and_is_capped() -> None:
+    assert backoff_delays(4, 0.5, cap_s=3.0) == [0.5, 1.0, 2.0, 3.0]
+    assert backoff_delays(0, 0.5) == []
+
+
+def _failing(errors: list[Exception], value: str = "ok") -> tuple[Callable[[], str], list[int]]:
+    calls: list[int] = []
+
+    def fn() -> str:
+        calls.append(1)
+        if len(calls) <= len(errors):
+            raise errors[len(calls) - 1]
+        return value
+
+    return fn, calls
+
+
+def test_sync_retries_unavailable_with_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr(time, "sleep", slept.append)
+    client = GestureClient(URL, retries=3, backoff=0.1, labels=LABELS)
+    down = grpc_error("UNAVAILABLE", "failed to connect to all addresses")
+    fn, calls = _failing([down, down])
+    assert client._call(fn, "m") == "ok"
+    assert len(calls) == 3 and slept == [0.1, 0.2]
+
+    fn, calls = _failing([down] * 10)
+    with pytest.raises(ServerUnavailableError, match="gave up after 4 attempts"):
+        client._call(fn, "m")
+    assert len(calls) == 4  # the first try and three retries
+
+    fn, calls = _failing([grpc_error("INVALID_ARGUMENT", "bad photo")])
+    with pytest.raises(InvalidInputError, match="bad photo"):
+        client._call(fn, "m")
+    assert len(calls) == 1
+    client.close()
+
+
+def test_async_retries_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
+    slept: list[float] = []
+
+    async def no_sleep(delay: float) -> None:
+        slept.append(delay)
+
+    async def run() -> int:
+        client = AsyncGestureClient(URL, protocol="http", retries=2, backoff=0.5, labels=LABELS)
+        attempts = 0
+
+        async def flaky() -> str:
+            nonlocal attempts
+            attempts += 1
+            if attempts < 3:
+                raise ConnectionRefusedError(111, "Connection refused")
+            return "ok"
+
+        monkeypatch.setattr(asyncio, "sleep", no_sleep)
+        assert await client._call(flaky, "m") == "ok"
+        await client.close()
+        return attempts
+
+    assert asyncio.run(run()) == 3
+    assert slept == [0.5, 1.0]
+
+
+class FakeTriton:
+    """Stands in for tritonclient's sync client: forgets shared memory regions on demand."""
+
+    def __init__(self) -> None:
+        self.known: set[str] = set()
+        self.registrations = 0
+        self.seen: list[bytes] = []
+
+    def register_system_shared_memory(self, name: str, key: str, byte_size: int) -> None:
+        self.known.add(name)
+        self.registrations += 1
+
+    def unregister_system_shared_memory(self, name: str = "") -> None:
+        self.known.discard(name)
+
+    def infer(self, model: str, inputs: list, outputs: list, **kwargs: object) -> GrpcInferResult:
+        region = inputs[0]._get_tensor().parameters["shared_memory_region"].string_param
+        if region not in self.known:
+            raise InferenceServerException(
+                msg=f"Unable to find shared memory region: '{region}'",
+                status="StatusCode.NOT_FOUND",
+            )
+        return grpc_result(answer(2))
+
+    def close(self) -> None:
+        pass
+
+
+def test_shared_memory_is_registered_again_after_a_silent_server_restart() -> None:
+    client = GestureClient(URL, shared_memory="system", labels=LABELS, retries=0)
+    fake = FakeTriton()
+    client._client = fake
+    photo = np.zeros((48, 64, 3), np.uint8)
+    assert client.classify_image(photo).hand_boxes.shape == (2, 4)
+    assert fake.registrations == 1
+    client.classify_image(photo)
+    assert fake.registrations == 1  # registered once, reused
+    fake.known.clear()  # the server restarted between two requests
+    assert client.classify_image(photo).hand_boxes.shape == (2, 4)
+    assert fake.registrations == 2
+    client.close()
+    assert not fake.known  # unregistered on close
+    assert not [
+        f for f in Path("/dev/shm").iterdir() if f.name.startswith(f"gesture_client_{os.getpid()}_")
+    ]
+
+
+# ----------------------------------------------------------------- input expansion
+
+
+def _touch(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"x")
+    return path
+
+
+def test_expand_inputs_files_folders_globs(tmp_path: Path) -> None:
+    a = _touch(tmp_path / "photos" / "a.jpg")
+    b = _touch(tmp_path / "photos" / "nested" / "deeper" / "b.PNG")
+    c = _touch(tmp_path / "photos" / "c.webp")
+    _touch(tmp_path / "photos" / "notes.txt")
+    d = _touch(tmp_path / "other" / "d.jpeg")
+    e = _touch(tmp_path / "other" / "e.bmp")
+    odd = _touch(tmp_path / "named.dat")
+
+    expansion = expand_inputs(
+        [
+            str(tmp_path / "photos"),  # folder: recursive, photos only, sorted
+            str(tmp_path / "other" / "*.jpeg"),  # glob
+            str(a),  # again: no duplicate
+            str(tmp_path / "**" / "*.bmp"),  # recursive glob
+            str(odd),  # named explicitly: taken whatever its suffix
+            str(tmp_path / "missing.jpg"),
+            str(tmp_path / "nothing" / "*.jpg"),
+        ]
+    )
+    assert expansion.files == [a, c, b, d, e, odd]
+    assert expansion.unmatched == [
+        str(tmp_path / "missing.jpg"),
+        str(tmp_path / "nothing" / "*.jpg"),
+    ]
+
+
+def test_expand_inputs_empty_folder_is_unmatched(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    _touch(tmp_path / "empty" / "readme.md")
+    assert expand_inputs([str(tmp_path / "empty")]).unmatched == [str(tmp_path / "empty")]
+
+
+# ----------------------------------------------------------------- shared memory
+
+
+def test_region_size() -> None:
+    assert region_size(10) == 1 << 20
+    assert region_size((1 << 20) + 1) == 1 << 21
+
+
+def test_encode_input_serializes_bytes_like_triton() -> None:
+    data = encode_input(np.array([b"abc"], dtype=np.object_))
+    assert data == b"\x03\x00\x00\x00abc"
+    pixels = np.arange(24, dtype=np.uint8).reshape(2, 4, 3)
+    assert bytes(encode_input(pixels)) == pixels.tobytes()
+
+
+def test_region_pool_writes_grows_and_cleans_up() -> None:
+    pool = RegionPool(prefix="gesture_client_test")
+    region, replaced = pool.take(100)
+    assert replaced is None and region.key == f"/{region.name}"
+    assert Path("/dev/shm", region.name).exists()
+    assert region.write(b"hello") == 5
+    assert bytes(region.memory.buf[:5]) == b"hello"
+    region.registered = True
+    pool.give(region)
+
+    bigger, old = pool.take(region.byte_size + 1)
+    assert old is region and bigger.byte_size >= region.byte_size + 1
+    old.destroy()  # the caller unregisters, then destroys the replaced region
+    assert not Path("/dev/shm", old.name).exists()
+    pool.give(bigger)
+    with pytest.raises(ValueError):
+        bigger.write(b"x" * (bigger.byte_size + 1))
+
+    pool.forget_registrations()
+    assert not any(r.registered for r in pool.regions())
+    pool.destroy_all()
+    assert not Path("/dev/shm", bigger.name).exists()
+
+
+def test_region_names_are_unique() -> None:
+    first, second = Region.create(1024), Region.create(1024)
+    try:
+        assert first.name != second.name
+    finally:
+        first.destroy()
+        second.destroy()
+
+
+# ----------------------------------------------------------------- annotation
+
+
+def _result(n_hands: int, width: int, height: int) -> GestureResult:
+    outputs = answer(n_hands, seed=3)
+    boxes = outputs["HAND_BOXES"] % [width, height, width, height]
+    outputs["HAND_BOXES"] = np.sort(boxes.reshape(-1, 2, 2), axis=1).reshape(-1, 4)
+    return parse_outputs(outputs.get, LABELS)
+
+
+@pytest.mark.parametrize("n_hands", [0, 2])
+def test_annotation_writes_a_png_of_the_photo_size(tmp_path: Path, n_hands: int) -> None:
+    width, height = 320, 240
+    photo = np.full((height, width, 3), 128, np.uint8)
+    result = _result(n_hands, width, height)
+    path = save_annotated(photo, result, tmp_path / "out", "photo.png")
+    with Image.open(path) as img:
+        assert img.format == "PNG" and img.size == (width, height) and img.mode == "RGB"
+        drawn = np.asarray(img)
+    assert (drawn != photo).any()  # the banner at least
+    if n_hands:
+        x1, _, x2, y2 = (round(float(v)) for v in result.hand_boxes[0])
+        edge = drawn[min(y2, height - 1), x1 + (x2 - x1) // 2]
+        assert tuple(edge) != (128, 128, 128)  # a box edge was drawn
+
+
+def test_annotate_keeps_the_input_untouched() -> None:
+    photo = np.full((64, 80, 3), 50, np.uint8)
+    annotate(photo, _result(1, 80, 64))
+    assert (photo == 50).all()
+
+
+def test_annotated_names_do_not_collide() -> None:
+    taken: set[str] = set()
+    names = [annotated_name(Path(p), taken) for p in ("a/x.jpg", "b/x.jpg", "b/x.png", "y.jpg")]
+    assert names == ["x.png", "x_2.png", "x_3.png", "y.png"]
+
+
+# ----------------------------------------------------------------- async window
+
+
+class FakeAsyncClient(AsyncGestureClient):
+    """classify_path answers after a random delay and records how many run at once."""
+
+    def __init__(self, fail: dict[str, Exception] | None = None):
+        super().__init__(URL, labels=LABELS, max_in_flight=16)
+        self.fail = fail or {}
+        self.running = 0
+        self.peak = 0
+
+    async def classify_path(self, path: str | Path, encoded: bool = True) -> GestureResult:
+        self.running += 1
+        self.peak = max(self.peak, self.running)
+        try:
+            await asyncio.sleep(random.uniform(0, 0.01))
+            if Path(path).name in self.fail:
+                raise self.fail[Path(path).name]
+            return _result(1, 100, 100)
+        finally:
+            self.running -= 1
+
+
+def _collect(client: FakeAsyncClient, paths: list[Path], **kwargs: object) -> list[FileResult]:
+    async def run() -> list[FileResult]:
+        async with client:
+            return [r async for r in client.classify_many(paths, **kwargs)]  # type: ignore[arg-type]
+
+    return asyncio.run(run())
+
+
+def test_classify_many_keeps_order_within_the_window() -> None:
+    random.seed(0)
+    paths = [Path(f"{i}.jpg") for i in range(30)]
+    client = FakeAsyncClient()
+    results = _collect(client, paths, concurrency=4)
+    assert [r.path for r in results] == paths
+    assert all(r.ok for r in results)
+    assert 1 < client.peak <= 4
+
+
+def test_classify_many_as_completed_yields_every_file() -> None:
+    random.seed(1)
+    paths = [Path(f"{i}.jpg") for i in range(30)]
+    client = FakeAsyncClient()
+    results = _collect(client, paths, concurrency=5, ordered=False)
+    assert sorted(r.path.name for r in results) == sorted(p.name for p in paths)
+    assert client.peak <= 5
+
+
+def test_classify_many_reports_file_errors_and_stops_on_a_dead_server() -> None:
+    paths = [Path(f"{i}.jpg") for i in range(10)]
+    bad = FakeAsyncClient(fail={"3.jpg": InvalidInputError("not a photo")})
+    results = _collect(bad, paths, concurrency=3)
+    assert [r.ok for r in results] == [i != 3 for i in range(10)]
+    assert isinstance(results[3].error, InvalidInputError)
+
+    down = FakeAsyncClient(fail={"4.jpg": ServerUnavailableError("down")})
+    with pytest.raises(ServerUnavailableError):
+        _collect(down, paths, concurrency=3)
+    assert down.running == 0  # the tasks still in flight were cancelled
+
+
+# ----------------------------------------------------------------- CLI
+
+
+@pytest.fixture
+def photo_file(tmp_path: Path) -> Path:
+    path = tmp_path / "photo.png"
+    Image.new("RGB", (32, 24), (10, 20, 30)).save(path)
+    return path
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+@pytest.mark.parametrize("concurrency", ["1", "4"], ids=["sync", "async"])
+def test_cli_server_down_is_one_clear_line(
+    photo_file: Path, protocol: str, concurrency: str
+) -> None:
+    url = f"127.0.0.1:{closed_port()}"
+    out, err = io.StringIO(), io.StringIO()
+    start = time.monotonic()
+    code = cli.main(
+        [str(photo_file), "--url", url, "--protocol", protocol, "--retries", "1",
+         "--backoff", "0.05", "--concurrency", concurrency],
+        out=out,
+        err=err,
+    )  # fmt: skip
+    assert code == cli.EXIT_SERVER
+    assert time.monotonic() - start < 10
+    assert out.getvalue() == ""
+    lines = err.getvalue().strip().splitlines()
+    assert len(lines) == 1, lines
+    assert url in lines[0] and protocol in lines[0] and "gesture-serve" in lines[0]
+    assert "Traceback" not in err.getvalue()
+
+
+def test_cli_nothing_to_classify(tmp_path: Path) -> None:
+    err = io.StringIO()
+    code = cli.main([str(tmp_path / "none.jpg")], out=io.StringIO(), err=err)
+    assert code == cli.EXIT_USAGE
+    assert "none.jpg" in err.getvalue() and "nothing to classify" in err.getvalue()
+
+
+def test_cli_rejects_bad_options(photo_file: Path) -> None:
+    for argv in (["--protocol", "ftp"], ["--concurrency", "0"], ["--shared-memory", "cuda"]):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main([str(photo_file), *argv], out=io.StringIO(), err=io.StringIO())
+        assert exit_info.value.code == cli.EXIT_USAGE
+
+
+def test_cli_default_url_follows_the_protocol() -> None:
+    parser = cli.build_parser()
+    args = parser.parse_args(["x.jpg", "--protocol", "http"])
+    assert args.url is None  # filled in by main from the protocol
+    from gesture_recognition.client.clients import default_url
+
+    assert default_url("http").endswith(":8000") and default_url("grpc").endswith(":8001")

@@ -1,0 +1,95 @@
+"""Letterboxing for the detector and the mapping of its boxes back to the photo."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from gesture_recognition.letterbox import (
+    PAD_VALUE,
+    LetterboxParams,
+    letterbox,
+    to_detector_tensor,
+    unletterbox_boxes,
+)
+
+sizes = st.integers(min_value=9, max_value=401)
+canvas_sizes = st.sampled_from([32, 63, 64, 97, 160, 320])
+
+
+def to_canvas(boxes: np.ndarray, params: LetterboxParams) -> np.ndarray:
+    out = boxes.astype(np.float64).copy()
+    out[:, [0, 2]] = out[:, [0, 2]] * params.scale + params.pad_x
+    out[:, [1, 3]] = out[:, [1, 3]] * params.scale + params.pad_y
+    return out
+
+
+@given(st.data(), sizes, sizes, canvas_sizes)
+@settings(max_examples=60, deadline=None)
+def test_round_trip_through_the_canvas_pixels(data, width, height, size) -> None:
+    """A white box drawn in the photo is found in the canvas and maps back within 1 px.
+
+    The tolerance is one canvas pixel (1 / scale photo pixels): resizing blurs the box edge
+    by about half a canvas pixel.
+    """
+    _, params = letterbox(np.zeros((height, width, 3), np.uint8), size)
+    min_side = int(np.ceil(4 / params.scale))  # at least 4 canvas pixels, or it blurs away
+    assume(min_side < min(width, height))
+    x1 = data.draw(st.integers(0, width - min_side))
+    y1 = data.draw(st.integers(0, height - min_side))
+    x2 = data.draw(st.integers(x1 + min_side, width))
+    y2 = data.draw(st.integers(y1 + min_side, height))
+    photo = np.zeros((height, width, 3), np.uint8)
+    photo[y1:y2, x1:x2] = 255
+    canvas, params = letterbox(photo, size)
+    assert canvas.shape == (size, size, 3) and canvas.dtype == np.uint8
+    # Half way between the black photo and the white box; the grey pad (114) stays below.
+    rows, cols = np.nonzero(canvas[:, :, 0] > 127)
+    found = np.array([[cols.min(), rows.min(), cols.max() + 1, rows.max() + 1]], np.float32)
+    truth = np.array([[x1, y1, x2, y2]], np.float32)
+    assert np.abs(found - to_canvas(truth, params)).max() <= 1.0 + 1e-6
+    back = unletterbox_boxes(found, params)
+    assert np.abs(back - truth).max() <= 1.0 / params.scale + 1e-4
+
+
+@given(sizes, sizes, canvas_sizes, st.lists(st.floats(0, 1, width=32), min_size=4, max_size=4))
+def test_unletterbox_inverts_the_placement(width, height, size, fractions) -> None:
+    _, params = letterbox(np.zeros((height, width, 3), np.uint8), size)
+    fx1, fy1, fx2, fy2 = fractions
+    truth = np.array([[fx1 * width, fy1 * height, fx2 * width, fy2 * height]], np.float32)
+    restored = LetterboxParams.from_array(params.as_array())
+    back = unletterbox_boxes(to_canvas(truth, params).astype(np.float32), restored)
+    np.testing.assert_allclose(back, truth, atol=1e-2)
+
+
+@pytest.mark.parametrize(("width", "height"), [(640, 480), (481, 641), (333, 333), (17, 999)])
+def test_photo_is_centred_and_padded_with_grey(width, height) -> None:
+    photo = np.full((height, width, 3), 7, np.uint8)
+    canvas, params = letterbox(photo, 320)
+    assert params.scale == pytest.approx(min(320 / width, 320 / height))
+    new_w, new_h = round(width * params.scale), round(height * params.scale)
+    x0, y0 = int(params.pad_x), int(params.pad_y)
+    assert (x0, y0) == ((320 - new_w) // 2, (320 - new_h) // 2)
+    assert np.all(canvas[y0 : y0 + new_h, x0 : x0 + new_w] == 7)
+    mask = np.ones((320, 320), bool)
+    mask[y0 : y0 + new_h, x0 : x0 + new_w] = False
+    assert np.all(canvas[mask] == PAD_VALUE)
+
+
+def test_detector_tensor_layout_and_range() -> None:
+    canvas = np.zeros((8, 8, 3), np.uint8)
+    canvas[..., 0] = 255
+    tensor = to_detector_tensor(canvas)
+    assert tensor.shape == (1, 3, 8, 8) and tensor.dtype == np.float32
+    assert np.all(tensor[0, 0] == 1.0) and np.all(tensor[0, 1:] == 0.0)
+
+
+def test_bad_inputs() -> None:
+    with pytest.raises(ValueError):
+        letterbox(np.zeros((10, 10), np.uint8), 32)
+    with pytest.raises(ValueError):
+        letterbox(np.zeros((10, 10, 4), np.uint8), 32)
+    with pytest.raises(ValueError):
+        LetterboxParams.from_array(np.zeros(2, np.float32))

@@ -1,0 +1,693 @@
+"""Train the gesture classifier (timm) on hand crops, then export it to ONNX.
+
+Input: a crops folder as written by ``training.crops.cut_crops``: ``manifest.csv``
+(``path,label,split,group,source``, paths relative to the folder) and, optionally,
+``crop_config.json``. Source-dataset labels go through a :class:`LabelMap`; rows with labels
+the map does not know are skipped and counted.
+
+Design choices:
+
+* Evaluation preprocessing *is* the serving code (``classifier_input.resize_crop`` +
+  ``normalize``); training augments the uint8 crop and then runs the same two functions.
+* Class balance: a balanced sampler (rows drawn with probability 1 / class count), not loss
+  weights. Loss weights make every step's gradient scale depend on which rare crops the batch
+  happens to hold, which is noisy with AdamW and small batches; oversampling keeps the loss a
+  plain mean and shows the rare classes more *different augmentations* of their crops. The
+  sampler shards its draws by rank, so the same class balance holds under DDP.
+  ``balance="loss"`` (class-weighted cross-entropy) and ``"none"`` remain selectable.
+* Images are read from disk per item, never held in memory: a dataset of any size trains.
+* Determinism: every epoch reseeds torch and the sampler from ``(seed, epoch)``, so a run
+  resumed after epoch k repeats the epochs an uninterrupted run would have done.
+* DDP: launched by ``torchrun`` (``WORLD_SIZE > 1``) each rank trains on its share of the
+  samples; every rank evaluates the whole validation set with rank 0's batch-norm statistics
+  (cheap, and simpler than gathering shards), rank 0's macro-F1 is broadcast so all ranks take
+  the same early-stopping decision, and only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm import tqdm
+
+from gesture_recognition.artifacts import ClassifierSpec
+from gesture_recognition.boxes import CropConfig
+from gesture_recognition.images import load_image
+from gesture_recognition.labels import LabelMap, load_label_map
+from gesture_recognition.training.classification_metrics import (
+    accuracy,
+    confusion_matrix,
+    macro_f1,
+)
+from gesture_recognition.training.classifier_data import (
+    SPLITS,
+    BalancedSampler,
+    CropDataset,
+    CropManifest,
+    CropRecord,
+    EvalTransform,
+    ShuffleSampler,
+    TrainTransform,
+    class_weights,
+    leaked_groups,
+    read_crop_config,
+    read_crop_manifest,
+)
+from gesture_recognition.training.crops import CROP_CONFIG, MANIFEST
+from gesture_recognition.training.pretrained import (
+    DEFAULT_ARCH,
+    create_classifier,
+    model_mean_std,
+)
+
+BEST_CHECKPOINT = "best.pt"
+LAST_CHECKPOINT = "last.pt"
+Balance = Literal["sampler", "loss", "none"]
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+@dataclass
+class ClassifierTrainConfig:
+    crops_dir: Path
+    out_dir: Path
+    label_map: str | Path = "mcs2021"
+    arch: str = DEFAULT_ARCH
+    pretrained: bool = True
+    input_size: int = 224
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_epochs: float = 1.0
+    min_lr_ratio: float = 0.01
+    label_smoothing: float = 0.1
+    drop_rate: float = 0.2
+    balance: Balance = "sampler"
+    patience: int = 5  # epochs without a better validation macro-F1 before stopping
+    seed: int = 0
+    deterministic: bool = True
+    workers: int = 2
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    resume: Path | None = None  # a last.pt (or the out_dir holding one) to continue from
+    export: bool = True
+    export_dir: Path | None = None  # default <out_dir>/onnx
+    verify_samples: int = 32  # validation crops the ONNX export is checked on
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.crops_dir = Path(self.crops_dir)
+        self.out_dir = Path(self.out_dir)
+        if self.resume is not None:
+            self.resume = Path(self.resume)
+        if self.export_dir is not None:
+            self.export_dir = Path(self.export_dir)
+        if self.balance not in ("sampler", "loss", "none"):
+            raise ValueError(f"balance must be sampler, loss or none, got {self.balance!r}")
+        for name in ("input_size", "epochs", "batch_size", "patience"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0, got {self.workers}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
+
+
+@dataclass
+class TrainedClassifier:
+    model: nn.Module
+    spec: ClassifierSpec
+    checkpoint_path: Path
+    history: list[dict[str, float]]
+    metadata_path: Path | None = None
+    onnx_path: Path | None = None
+    verification: Any = None  # export.onnx_export.Verification
+    test_metrics: dict[str, Any] | None = None
+
+
+# ---------------------------------------------------------------------------- distributed
+
+
+@dataclass(frozen=True)
+class DistContext:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed() -> DistContext:
+    """Join the process group when started by torchrun; a single process otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistContext()
+    import torch.distributed as dist
+
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend)
+    return DistContext(
+        rank=dist.get_rank(),
+        world_size=dist.get_world_size(),
+        local_rank=int(os.environ.get("LOCAL_RANK", "0")),
+    )
+
+
+def _barrier(ctx: DistContext) -> None:
+    if ctx.distributed:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def _resolve_device(name: str, ctx: DistContext) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and ctx.distributed:
+        name = f"cuda:{ctx.local_rank}"
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("device cuda asked for, but no CUDA GPU is available")
+        torch.cuda.set_device(device)
+    return device
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        # warn_only: a few CUDA kernels have no deterministic version; they warn, not fail.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+
+
+# ------------------------------------------------------------------------------- schedule
+
+
+def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: float) -> float:
+    """LR multiplier: linear warm-up to 1, then cosine down to ``min_ratio``."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    # Norm scales and biases are not decayed: shrinking them only fights the normalisation.
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader: DataLoader,
+    num_classes: int,
+    device: torch.device,
+    progress: bool = False,
+    desc: str = "val",
+) -> dict[str, Any]:
+    """Loss, accuracy, macro-F1 and confusion matrix of ``model`` over a loader."""
+    model.eval()
+    loss_fn = nn.CrossEntropyLoss(reduction="sum")
+    total_loss, targets, preds = 0.0, [], []
+    for x, y in tqdm(loader, desc=desc, leave=False, disable=not progress, unit="batch"):
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        logits = model(x)
+        total_loss += float(loss_fn(logits, y))
+        targets.append(y.cpu().numpy())
+        preds.append(logits.argmax(1).cpu().numpy())
+    t = np.concatenate(targets) if targets else np.zeros(0, np.int64)
+    p = np.concatenate(preds) if preds else np.zeros(0, np.int64)
+    matrix = confusion_matrix(t, p, num_classes)
+    return {
+        "loss": total_loss / max(len(t), 1),
+        "accuracy": accuracy(matrix),
+        "macro_f1": macro_f1(matrix),
+        "confusion_matrix": matrix.tolist(),
+        "samples": len(t),
+    }
+
+
+# ------------------------------------------------------------------------------- training
+
+
+def _loader(
+    dataset: Dataset, cfg: ClassifierTrainConfig, sampler: Sampler | None, device: torch.device
+) -> DataLoader:
+    return DataLoader(
+        dataset,
+        batch_size=cfg.batch_size,
+        sampler=sampler,
+        shuffle=False,  # order comes from the (seeded, resumable) sampler
+        num_workers=cfg.workers,
+        pin_memory=device.type == "cuda",
+    )
+
+
+def _train_sampler(
+    cfg: ClassifierTrainConfig, labels: Sequence[int], ctx: DistContext
+) -> Sampler[int]:
+    if cfg.balance == "sampler":
+        return BalancedSampler(labels, seed=cfg.seed, rank=ctx.rank, world_size=ctx.world_size)
+    if ctx.distributed:
+        from torch.utils.data.distributed import DistributedSampler
+
+        return DistributedSampler(
+            range(len(labels)), ctx.world_size, ctx.rank, shuffle=True, seed=cfg.seed
+        )
+    return ShuffleSampler(len(labels), cfg.seed)
+
+
+def train_classifier(cfg: ClassifierTrainConfig) -> TrainedClassifier:
+    """Train, keep the best epoch by validation macro-F1, evaluate on test, export to ONNX.
+
+    Writes ``<out_dir>/best.pt`` (state dict) + ``best.json`` (spec, history, metrics),
+    ``<out_dir>/last.pt`` (everything needed to resume) and, with ``export``, the ONNX model
+    and its JSON spec in ``export_dir`` (default ``<out_dir>/onnx``).
+    """
+    ctx = init_distributed()
+    # seed_everything switches torch to deterministic algorithms process-wide; put it back.
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    was_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    try:
+        run = _setup(cfg, ctx)
+        state = _resume(run) if cfg.resume is not None else _TrainState()
+        _fit(run, state)
+        return _finish(run, state)
+    finally:
+        torch.use_deterministic_algorithms(was_deterministic, warn_only=was_warn_only)
+        if ctx.distributed:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+@dataclass
+class _Run:
+    """Everything one training run works with (built once by ``_setup``)."""
+
+    cfg: ClassifierTrainConfig
+    ctx: DistContext
+    device: torch.device
+    say: Callable[[str], None]
+    manifest: CropManifest
+    spec: ClassifierSpec
+    meta: dict[str, Any]  # what best.json says about the data and the config
+    eval_tf: EvalTransform
+    model: nn.Module  # the bare model (what is saved and exported)
+    net: nn.Module  # what is trained: the model, or its DDP wrapper
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    loss_fn: nn.Module
+    train_sampler: Any  # has set_epoch
+    train_loader: DataLoader
+    val_loader: DataLoader
+
+    @property
+    def best_path(self) -> Path:
+        return self.cfg.out_dir / BEST_CHECKPOINT
+
+    @property
+    def last_path(self) -> Path:
+        return self.cfg.out_dir / LAST_CHECKPOINT
+
+
+@dataclass
+class _TrainState:
+    next_epoch: int = 0
+    best_f1: float = -1.0
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def _setup(cfg: ClassifierTrainConfig, ctx: DistContext) -> _Run:
+    say: Callable[[str], None] = tqdm.write if ctx.is_main else (lambda _msg: None)
+    # The same seed on every rank: DDP starts from rank 0's weights anyway, but identical
+    # initialisation keeps each rank reproducible on its own too.
+    seed_everything(cfg.seed, cfg.deterministic)
+    device = _resolve_device(cfg.device, ctx)
+    label_map = load_label_map(cfg.label_map)
+    manifest = read_crop_manifest(cfg.crops_dir, label_map)
+    say(manifest.summary(label_map))
+    leaks = leaked_groups(manifest)
+    if leaks:
+        say(f"warning: {len(leaks)} group(s) appear in more than one split, e.g. {min(leaks)}")
+    train_rows, val_rows = manifest.splits["train"], manifest.splits["val"]
+    if not train_rows or not val_rows:
+        raise ValueError(
+            f"{cfg.crops_dir / MANIFEST} needs train and val rows for label map "
+            f"{label_map.name!r} (has train {len(train_rows)}, val {len(val_rows)})"
+        )
+    absent = set(label_map.classes) - {r.label for r in train_rows}
+    if absent:
+        say(f"warning: no training crops for {', '.join(sorted(absent))}")
+
+    model = create_classifier(cfg.arch, label_map.num_classes, cfg.pretrained, cfg.drop_rate)
+    mean, std = model_mean_std(model)
+    crop_config = read_crop_config(cfg.crops_dir)
+    spec = ClassifierSpec(
+        label_map=label_map,
+        input_size=cfg.input_size,
+        mean=mean,
+        std=std,
+        crop=crop_config or CropConfig(),
+        architecture=cfg.arch,
+    )
+    eval_tf = EvalTransform(cfg.input_size, mean, std)
+    train_labels = [r.index for r in train_rows]
+    train_sampler = _train_sampler(cfg, train_labels, ctx)
+    train_tf = TrainTransform(cfg.input_size, mean, std)
+    train_loader = _loader(CropDataset(train_rows, train_tf), cfg, train_sampler, device)
+    val_loader = _loader(CropDataset(val_rows, eval_tf), cfg, None, device)
+
+    model.to(device)
+    optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    steps_per_epoch = len(train_loader)
+    warmup = max(1, round(cfg.warmup_epochs * steps_per_epoch))
+    total = cfg.epochs * steps_per_epoch
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: warmup_cosine(s, warmup, total, cfg.min_lr_ratio)
+    )
+    weight = class_weights(train_labels, label_map.num_classes) if cfg.balance == "loss" else None
+    loss_fn = nn.CrossEntropyLoss(
+        weight=None if weight is None else weight.to(device), label_smoothing=cfg.label_smoothing
+    )
+    meta = {
+        "spec": spec.to_dict(),
+        "config": cfg.to_dict(),
+        "crop_config_source": CROP_CONFIG if crop_config else "default (no crop_config.json)",
+        "manifest": {
+            **{s: len(manifest.splits[s]) for s in SPLITS},
+            "skipped_labels": dict(manifest.skipped_labels),
+            "skipped_other": dict(manifest.skipped_other),
+        },
+        "world_size": ctx.world_size,
+    }
+    return _Run(
+        cfg=cfg,
+        ctx=ctx,
+        device=device,
+        say=say,
+        manifest=manifest,
+        spec=spec,
+        meta=meta,
+        eval_tf=eval_tf,
+        model=model,
+        net=_wrap_ddp(model, device, ctx),
+        optimizer=optimizer,
+        scheduler=scheduler,
+        loss_fn=loss_fn,
+        train_sampler=train_sampler,
+        train_loader=train_loader,
+        val_loader=val_loader,
+    )
+
+
+def _wrap_ddp(model: nn.Module, device: torch.device, ctx: DistContext) -> nn.Module:
+    if not ctx.distributed:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None
+    )
+
+
+def _resume(run: _Run) -> _TrainState:
+    """Model, optimiser, schedule and early-stopping state from a ``last.pt``."""
+    assert run.cfg.resume is not None
+    path = run.cfg.resume / LAST_CHECKPOINT if run.cfg.resume.is_dir() else run.cfg.resume
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    _check_resumable(saved, run.cfg, run.spec.label_map)
+    # Loaded into the bare model: DDP wraps the same parameter tensors, on every rank alike.
+    run.model.load_state_dict(saved["model"])
+    run.optimizer.load_state_dict(saved["optimizer"])
+    run.scheduler.load_state_dict(saved["scheduler"])
+    state = _TrainState(
+        next_epoch=int(saved["epoch"]) + 1,
+        best_f1=float(saved["best_f1"]),
+        best_epoch=int(saved["best_epoch"]),
+        bad_epochs=int(saved["bad_epochs"]),
+        history=list(saved["history"]),
+    )
+    run.say(
+        f"resumed from {path} after epoch {state.next_epoch} (best macro-F1 {state.best_f1:.4f})"
+    )
+    return state
+
+
+def _fit(run: _Run, state: _TrainState) -> None:
+    cfg, ctx = run.cfg, run.ctx
+    if ctx.is_main:
+        cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    num_classes = run.spec.label_map.num_classes
+    for epoch in range(state.next_epoch, cfg.epochs):
+        if state.bad_epochs >= cfg.patience:
+            break
+        started = time.perf_counter()
+        # Augmentation and dropout randomness from (seed, epoch, rank): resuming repeats it.
+        torch.manual_seed(cfg.seed * 100_003 + epoch * 1_009 + ctx.rank)
+        run.train_sampler.set_epoch(epoch)
+        train_loss = _train_epoch(run, epoch)
+        _sync_buffers(run.model, ctx)
+        val = evaluate(
+            run.model, run.val_loader, num_classes, run.device, cfg.progress and ctx.is_main
+        )
+        val["macro_f1"] = _from_rank0(val["macro_f1"], run.device, ctx)
+        state.history.append(
+            {
+                "epoch": epoch,
+                "lr": run.optimizer.param_groups[0]["lr"],
+                "train_loss": train_loss,
+                "val_loss": val["loss"],
+                "val_accuracy": val["accuracy"],
+                "val_macro_f1": val["macro_f1"],
+                "seconds": time.perf_counter() - started,
+            }
+        )
+        state.next_epoch = epoch + 1
+        improved = val["macro_f1"] > state.best_f1
+        if improved:
+            state.best_f1, state.best_epoch, state.bad_epochs = val["macro_f1"], epoch, 0
+        else:
+            state.bad_epochs += 1
+        run.say(
+            f"epoch {epoch + 1}/{cfg.epochs}: train loss {train_loss:.4f}, val loss "
+            f"{val['loss']:.4f}, acc {val['accuracy']:.4f}, macro-F1 {val['macro_f1']:.4f}"
+            + (" (best)" if improved else f" (no gain {state.bad_epochs}/{cfg.patience})")
+        )
+        if ctx.is_main:
+            _save_epoch(run, state, val if improved else None)
+    if state.bad_epochs >= cfg.patience and state.next_epoch < cfg.epochs:
+        run.say(f"early stop: no better validation macro-F1 for {cfg.patience} epochs")
+    _barrier(ctx)
+
+
+def _save_epoch(run: _Run, state: _TrainState, best_val: dict[str, Any] | None) -> None:
+    """``best.pt``/``best.json`` when the epoch improved, ``last.pt`` always."""
+    if best_val is not None:
+        torch.save(run.model.state_dict(), run.best_path)
+        meta = {
+            **run.meta,
+            "best_epoch": state.best_epoch,
+            "best_val_macro_f1": state.best_f1,
+            "best_val_confusion_matrix": best_val["confusion_matrix"],
+            "history": state.history,
+        }
+        _write_json(run.best_path.with_suffix(".json"), meta)
+    torch.save(
+        {
+            "model": run.model.state_dict(),
+            "optimizer": run.optimizer.state_dict(),
+            "scheduler": run.scheduler.state_dict(),
+            "epoch": state.next_epoch - 1,
+            "best_f1": state.best_f1,
+            "best_epoch": state.best_epoch,
+            "bad_epochs": state.bad_epochs,
+            "history": state.history,
+            "spec": run.spec.to_dict(),
+            "config": run.cfg.to_dict(),
+        },
+        run.last_path,
+    )
+
+
+def _finish(run: _Run, state: _TrainState) -> TrainedClassifier:
+    """Best weights back in, test metrics into best.json, ONNX export (rank 0 only)."""
+    result = TrainedClassifier(
+        model=run.model.eval(),
+        spec=run.spec,
+        checkpoint_path=run.best_path,
+        history=state.history,
+        metadata_path=run.best_path.with_suffix(".json"),
+    )
+    if not run.ctx.is_main:
+        # Other ranks may not see rank 0's files (other nodes): they keep the last weights.
+        return result
+    if not run.best_path.is_file():
+        raise RuntimeError(f"no {run.best_path}: resume into the out_dir that holds it")
+    run.model.load_state_dict(torch.load(run.best_path, map_location=run.device, weights_only=True))
+    run.model.eval()
+    cfg, test_rows = run.cfg, run.manifest.splits["test"]
+    if test_rows:
+        loader = _loader(CropDataset(test_rows, run.eval_tf), cfg, None, run.device)
+        result.test_metrics = evaluate(
+            run.model, loader, run.spec.label_map.num_classes, run.device, cfg.progress, "test"
+        )
+        run.say(
+            f"test: acc {result.test_metrics['accuracy']:.4f}, "
+            f"macro-F1 {result.test_metrics['macro_f1']:.4f} ({len(test_rows)} crops)"
+        )
+    meta_path = run.best_path.with_suffix(".json")
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta["history"] = state.history
+    meta["test_metrics"] = result.test_metrics
+    _write_json(meta_path, meta)
+
+    if cfg.export:
+        from gesture_recognition.export.onnx_export import export_classifier
+
+        verify = verification_inputs(run.manifest.splits["val"], run.eval_tf, cfg.verify_samples)
+        result.onnx_path, result.verification = export_classifier(
+            run.model, run.spec, cfg.export_dir or cfg.out_dir / "onnx", verify_inputs=verify
+        )
+        run.say(
+            f"exported {result.onnx_path}: max |ONNX - PyTorch| "
+            f"{result.verification.max_abs_diff:.2e} on {result.verification.samples} val crops"
+        )
+    return result
+
+
+def _sync_buffers(model: nn.Module, ctx: DistContext) -> None:
+    # Each rank updated its batch-norm statistics on its own last batch; evaluate rank 0's.
+    if ctx.distributed:
+        import torch.distributed as dist
+
+        for buffer in model.buffers():
+            dist.broadcast(buffer, 0)
+
+
+def _from_rank0(value: float, device: torch.device, ctx: DistContext) -> float:
+    # Early stopping must be decided identically on every rank or the collectives deadlock.
+    if not ctx.distributed:
+        return value
+    import torch.distributed as dist
+
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.broadcast(t, 0)
+    return float(t.item())
+
+
+def _train_epoch(run: _Run, epoch: int) -> float:
+    cfg = run.cfg
+    run.net.train()
+    total, seen = 0.0, 0
+    bar = tqdm(
+        run.train_loader,
+        desc=f"epoch {epoch + 1}/{cfg.epochs}",
+        leave=False,
+        unit="batch",
+        disable=not (cfg.progress and run.ctx.is_main),
+    )
+    for x, y in bar:
+        x, y = x.to(run.device, non_blocking=True), y.to(run.device, non_blocking=True)
+        loss = run.loss_fn(run.net(x), y)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        run.optimizer.step()
+        run.scheduler.step()
+        total += loss.item() * len(y)
+        seen += len(y)
+        bar.set_postfix(loss=f"{total / seen:.4f}")
+    return total / max(seen, 1)
+
+
+def _check_resumable(state: dict[str, Any], cfg: ClassifierTrainConfig, labels: LabelMap) -> None:
+    saved = ClassifierSpec.from_dict(state["spec"])
+    if saved.architecture != cfg.arch or saved.label_map.classes != labels.classes:
+        raise ValueError(
+            f"cannot resume: checkpoint is {saved.architecture} for "
+            f"{list(saved.label_map.classes)}, this run is {cfg.arch} for {list(labels.classes)}"
+        )
+    if saved.input_size != cfg.input_size:
+        raise ValueError(
+            f"cannot resume: checkpoint input size {saved.input_size}, config {cfg.input_size}"
+        )
+
+
+def verification_inputs(
+    records: Sequence[CropRecord], transform: EvalTransform, limit: int
+) -> NDArray[np.float32]:
+    """Up to ``limit`` real crops, preprocessed as the server does, as one ``[N, 3, S, S]``."""
+    chosen = records[:limit]
+    return np.stack([transform(load_image(r.path)).numpy() for r in chosen]).astype(np.float32)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+# ---------------------------------------------------------------------------------- loading
+
+
+def load_trained_classifier(checkpoint: str | Path) -> tuple[nn.Module, ClassifierSpec]:
+    """A trained model in eval mode and its spec, from ``best.pt`` (+ ``best.json``) or a
+    resume checkpoint (``last.pt``, which carries its own spec)."""
+    path = Path(checkpoint)
+    if path.is_dir():
+        path = path / BEST_CHECKPOINT
+    if not path.is_file():
+        raise FileNotFoundError(f"no classifier checkpoint at {path}")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if "model" in state and "spec" in state:
+        spec_dict, weights = state["spec"], state["model"]
+    else:
+        meta_path = path.with_suffix(".json")
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"{path} has no metadata file {meta_path}")
+        spec_dict, weights = json.loads(meta_path.read_text(encoding="utf-8"))["spec"], state
+    spec = ClassifierSpec.from_dict(spec_dict)
+    model = create_classifier(spec.architecture, spec.label_map.num_classes, pretrained=False)
+    model.load_state_dict(weights)
+    return model.eval(), spec

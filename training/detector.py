@@ -1,0 +1,107 @@
+"""Train the hand detector with ultralytics YOLO, offline, resumable.
+
+The default (YOLO26n at 320 px) is small enough for CPU serving; the original pipeline's
+YOLOv5x stays available as ``--model yolov5xu.yaml``. Models are built from their ``*.yaml``
+(no pretrained download exists here); any ``*.pt`` given must be a local checkpoint.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from gesture_recognition.training.offline import configure_offline
+
+DEFAULT_MODEL = "yolo26n.yaml"
+DEFAULT_IMGSZ = 320
+
+
+@dataclass(frozen=True)
+class DetectorTrainConfig:
+    data: Path
+    model: str = DEFAULT_MODEL
+    imgsz: int = DEFAULT_IMGSZ
+    epochs: int = 100
+    # Wall-clock budget in hours; ultralytics then fits its schedule to it (None: use epochs).
+    hours: float | None = None
+    batch: int = 16
+    device: str = "cpu"  # "0" or "0,1,2,3" trains on GPUs (DDP across several)
+    project: Path = Path("runs/detector")
+    name: str = "train"
+    seed: int = 0
+    patience: int = 30
+    workers: int = 2
+    fraction: float = 1.0
+    plots: bool = True
+
+
+def _check_model_source(model: str) -> None:
+    if model.endswith(".pt") and not Path(model).is_file():
+        raise FileNotFoundError(
+            f"{model} is not a local file; weights cannot be downloaded here. Start from a "
+            "model definition such as yolo26n.yaml, or give the path of a checkpoint."
+        )
+
+
+def train_detector(cfg: DetectorTrainConfig) -> Path:
+    """Train and return the path of the best checkpoint."""
+    configure_offline()
+    _check_model_source(cfg.model)
+    if not Path(cfg.data).is_file():
+        raise FileNotFoundError(f"no data.yaml at {cfg.data}; run `gesture-train convert` first")
+    from ultralytics import YOLO
+
+    model = YOLO(cfg.model)
+    started = time.time()
+    model.train(
+        data=str(Path(cfg.data).resolve()),
+        imgsz=cfg.imgsz,
+        epochs=cfg.epochs,
+        time=cfg.hours,
+        batch=cfg.batch,
+        device=cfg.device,
+        project=str(Path(cfg.project).resolve()),
+        name=cfg.name,
+        exist_ok=True,
+        seed=cfg.seed,
+        deterministic=True,
+        patience=cfg.patience,
+        workers=cfg.workers,
+        fraction=cfg.fraction,
+        plots=cfg.plots,
+        amp=cfg.device != "cpu",
+        verbose=True,
+    )
+    _record_time(Path(cfg.project) / cfg.name, time.time() - started)
+    return Path(cfg.project) / cfg.name / "weights" / "best.pt"
+
+
+def resume_detector(last_checkpoint: Path) -> Path:
+    """Continue an interrupted run from its ``last.pt`` (epochs, optimiser and schedule)."""
+    configure_offline()
+    if not Path(last_checkpoint).is_file():
+        raise FileNotFoundError(f"no checkpoint at {last_checkpoint}")
+    from ultralytics import YOLO
+
+    started = time.time()
+    model = YOLO(str(last_checkpoint))
+    model.train(resume=True)
+    run_dir = Path(last_checkpoint).resolve().parents[1]
+    _record_time(run_dir, time.time() - started)
+    return run_dir / "weights" / "best.pt"
+
+
+def _record_time(run_dir: Path, seconds: float) -> None:
+    # Resumed runs add up; the model card reports the total.
+    log = run_dir / "train_seconds.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a", encoding="utf-8") as f:
+        f.write(f"{seconds:.1f}\n")
+
+
+def total_training_seconds(run_dir: Path) -> float:
+    log = Path(run_dir) / "train_seconds.log"
+    if not log.is_file():
+        return 0.0
+    return sum(float(line) for line in log.read_text().split() if line.strip())
