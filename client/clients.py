@@ -251,6 +251,10 @@ class _Base:
         )
 
 
+# Loopback and LAN connects take milliseconds; this only catches a host that never answers.
+CONNECT_TIMEOUT_S = 5.0
+
+
 class GestureClient(_Base):
     """Blocking client; one request at a time (use :class:`AsyncGestureClient` for many)."""
 
@@ -273,8 +277,12 @@ class GestureClient(_Base):
         if protocol == "grpc":
             self._client = self._tc.InferenceServerClient(self.url)
         else:
+            # The answer timeout must not also bound the TCP connect: a short --timeout on a
+            # busy host would then read as "server down" and be retried, not reported.
             self._client = self._tc.InferenceServerClient(
-                self.url, connection_timeout=self.timeout, network_timeout=self.timeout
+                self.url,
+                connection_timeout=max(self.timeout, CONNECT_TIMEOUT_S),
+                network_timeout=self.timeout,
             )
 
     # ---------------------------------------------------------------- plumbing

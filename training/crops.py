@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from gesture_recognition.boxes import CropConfig, as_boxes, select_topmost, topmost_hand_crop
+from gesture_recognition.boxes import CropConfig, box_iou, select_topmost, topmost_hand_crop
 from gesture_recognition.images import load_image
 from gesture_recognition.training.detect_cache import read_cache
 
@@ -65,26 +65,13 @@ class CropReport:
         )
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box in ``a`` [N, 4] with every box in ``b`` [M, 4] -> [N, M]."""
-    a, b = as_boxes(a), as_boxes(b)
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
-
-
 def crop_label(box: np.ndarray, truth: PhotoLabel) -> str | None:
     """The label of a detected box: the photo's label, or the best-matching GT box's."""
     if truth.label is not None:
         return truth.label
     if truth.boxes is None or len(truth.boxes) == 0:
         return None
-    overlaps = iou(box[None, :], truth.boxes)[0]
+    overlaps = box_iou(box[None, :], truth.boxes)[0]
     best = int(overlaps.argmax())
     return truth.box_labels[best] if overlaps[best] >= MATCH_IOU else None
 

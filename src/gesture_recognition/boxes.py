@@ -109,6 +109,24 @@ def select_topmost(boxes: FloatArray) -> int | None:
     return int(topmost_order(b)[0])
 
 
+def box_iou(a: FloatArray, b: FloatArray) -> NDArray[np.float64]:
+    """IoU of every box in ``a`` ``[N, 4]`` with every box in ``b`` ``[M, 4]`` -> ``[N, M]``.
+
+    Continuous pixel coordinates (no COCO/VOC ``+1``): a box's area is ``(x2-x1) * (y2-y1)``.
+    """
+    a64 = as_boxes(a).astype(np.float64)
+    b64 = as_boxes(b).astype(np.float64)
+    x1 = np.maximum(a64[:, None, 0], b64[None, :, 0])
+    y1 = np.maximum(a64[:, None, 1], b64[None, :, 1])
+    x2 = np.minimum(a64[:, None, 2], b64[None, :, 2])
+    y2 = np.minimum(a64[:, None, 3], b64[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a64[:, 2] - a64[:, 0]) * (a64[:, 3] - a64[:, 1])
+    area_b = (b64[:, 2] - b64[:, 0]) * (b64[:, 3] - b64[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
 def limit_hands(scores: NDArray[np.float32], max_hands: int) -> NDArray[np.int64]:
     """Indices of at most ``max_hands`` boxes, the most confident first."""
     if max_hands < 1:

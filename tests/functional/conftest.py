@@ -9,6 +9,7 @@ so and skip).
 from __future__ import annotations
 
 import os
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,17 @@ from gesture_recognition.artifacts import (
 from gesture_recognition.pipeline import GesturePipeline
 from gesture_recognition.serving.launcher import TritonServer, free_port
 from gesture_recognition.serving.repository import ServingOptions, build_repository
+
+PROTOCOLS = ("grpc", "http")
+# The served answer must match the in-process pipeline within these.
+BOX_ATOL = 1.0
+SCORE_ATOL = 1e-4
+
+
+def hand_count(jpg: Path) -> int:
+    """Ground-truth hands of a SubhiH photo (its VOC file)."""
+    return len(ET.parse(jpg.with_suffix(".xml")).findall("object"))
+
 
 # Low on purpose: a 2x2 mosaic of two-hand photos then has more hands than the server keeps.
 TEST_MAX_HANDS = 3

@@ -12,7 +12,6 @@ import io
 import json
 import subprocess
 import sys
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
@@ -32,25 +31,17 @@ from gesture_recognition.client.errors import (
 from gesture_recognition.images import load_image
 from gesture_recognition.pipeline import GesturePipeline, GestureResult
 
-from .conftest import RunningServer
+from .conftest import BOX_ATOL, PROTOCOLS, SCORE_ATOL, RunningServer, hand_count
 
 pytestmark = pytest.mark.functional
-
-PROTOCOLS = ("grpc", "http")
-BOX_ATOL = 1.0
-SCORE_ATOL = 1e-4
-
-
-def _hand_count(jpg: Path) -> int:
-    return len(ET.parse(jpg.with_suffix(".xml")).findall("object"))
 
 
 @pytest.fixture(scope="module")
 def photo_paths(shared_data: Path) -> list[Path]:
     """Real photos: one- and two-hand webcam shots and HaGRID crops of two gestures."""
     test = sorted((shared_data / "subhih_hands" / "test").glob("*.jpg"))
-    one = [p for p in test if _hand_count(p) == 1][:2]
-    two = [p for p in test if _hand_count(p) == 2][:1]
+    one = [p for p in test if hand_count(p) == 1][:2]
+    two = [p for p in test if hand_count(p) == 2][:1]
     crops = [sorted((shared_data / "hagrid_crops" / c).glob("*.jpg"))[0] for c in ("like", "ok")]
     return one + two + crops
 

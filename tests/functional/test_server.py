@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import urllib.request
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,20 +33,12 @@ from gesture_recognition.serving.repository import (
     MODEL_NAMES,
 )
 
-from .conftest import RunningServer
+from .conftest import BOX_ATOL, PROTOCOLS, SCORE_ATOL, RunningServer, hand_count
 
 pytestmark = pytest.mark.functional
 
-PROTOCOLS = ("grpc", "http")
-BOX_ATOL = 1.0
-SCORE_ATOL = 1e-4
-
 
 # ----------------------------------------------------------------- photos
-
-
-def _hand_count(jpg: Path) -> int:
-    return len(ET.parse(jpg.with_suffix(".xml")).findall("object"))
 
 
 @dataclass(frozen=True)
@@ -76,8 +67,8 @@ def subhih_test(shared_data: Path) -> list[Path]:
 @pytest.fixture(scope="session")
 def photos(shared_data: Path, subhih_test: list[Path]) -> list[Photo]:
     """Real photos: single-hand and two-hand webcam shots and HaGRID gesture crops."""
-    one = [p for p in subhih_test if _hand_count(p) == 1][:3]
-    two = [p for p in subhih_test if _hand_count(p) == 2][:2]
+    one = [p for p in subhih_test if hand_count(p) == 1][:3]
+    two = [p for p in subhih_test if hand_count(p) == 2][:2]
     hagrid = shared_data / "hagrid_crops"
     crops = [sorted((hagrid / c).glob("*.jpg"))[0] for c in ("like", "peace", "stop")]
     return [_photo(p) for p in one + two + crops]
@@ -86,7 +77,7 @@ def photos(shared_data: Path, subhih_test: list[Path]) -> list[Photo]:
 @pytest.fixture(scope="session")
 def mosaic(subhih_test: list[Path]) -> Photo:
     """Four two-hand photos tiled 2x2: eight hands, more than the server keeps."""
-    tiles = [load_image(p) for p in [p for p in subhih_test if _hand_count(p) == 2][:4]]
+    tiles = [load_image(p) for p in [p for p in subhih_test if hand_count(p) == 2][:4]]
     assert len({t.shape for t in tiles}) == 1
     top, bottom = np.concatenate(tiles[:2], axis=1), np.concatenate(tiles[2:], axis=1)
     return Photo("mosaic", None, np.concatenate([top, bottom], axis=0))
@@ -229,7 +220,7 @@ def test_two_hands_are_both_reported(
     if not triton_server.trained:
         pytest.skip("untrained detector: hand counts mean nothing")
     two = [p for p in photos if p.path is not None and p.path.with_suffix(".xml").exists()]
-    two = [p for p in two if _hand_count(p.path) == 2]  # type: ignore[arg-type]
+    two = [p for p in two if hand_count(p.path) == 2]  # type: ignore[arg-type]
     counts = [len(infer(triton_server, "grpc", p)["HAND_BOXES"]) for p in two]
     assert max(counts) == 2, counts
 
