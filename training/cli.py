@@ -212,9 +212,9 @@ def _cmd_pseudo_labels(args: argparse.Namespace) -> int:
             # The end-to-end evaluation scores these photos: the detector must not train on them.
             exclude = held_out_photos(args.exclude_crops, "test")
         written, imported = pl.build_finetune_dataset(
-            Path(args.reviewed), Path(args.out), exclude=exclude
+            Path(args.reviewed), Path(args.out), exclude=exclude, keep_empty=args.keep_empty
         )
-        print(imported)
+        print(imported.summary())
         print(written.summary())
     return 0
 
@@ -330,6 +330,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reviewed", help="the export folder after review (dataset)")
     p.add_argument("--conf", type=float, default=0.5, help="boxes below go to the review list")
     p.add_argument("--exclude-crops", help="crop folder whose test photos are left out (dataset)")
+    p.add_argument(
+        "--keep-empty",
+        action="store_true",
+        help="keep photos with no box (only after review confirmed they show no hand)",
+    )
     p.add_argument("--out", required=True)
     p.set_defaults(func=_cmd_pseudo_labels)
 

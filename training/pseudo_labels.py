@@ -77,6 +77,8 @@ class ImportReport:
     problems: Counter[str] = field(default_factory=Counter)
     # Photos left out on purpose (held-out photos of the end-to-end evaluation).
     excluded: int = 0
+    # Photos without any box, dropped (see build_finetune_dataset's keep_empty).
+    empty_dropped: int = 0
 
     def summary(self) -> str:
         dropped = ", ".join(f"{k} {v}" for k, v in sorted(self.dropped_boxes.items())) or "none"
@@ -84,7 +86,8 @@ class ImportReport:
         return (
             f"{self.images} reviewed photos read, {self.boxes} boxes; dropped boxes: {dropped}; "
             f"photos with problems (skipped when writing): {problems}; "
-            f"held-out photos left out: {self.excluded}"
+            f"held-out photos left out: {self.excluded}; "
+            f"photos without a box left out: {self.empty_dropped}"
         )
 
 
@@ -302,6 +305,7 @@ def build_finetune_dataset(
     root: str | Path | None = None,
     val_fraction: float = 0.1,
     seed: int = 0,
+    keep_empty: bool = False,
 ) -> tuple[ConversionReport, ImportReport]:
     """The detector fine-tuning dataset: reviewed pseudo-labels (+ ``base_records``, e.g. the
     original hand dataset from ``converters.voc.read_voc_dir``) in the YOLO layout.
@@ -309,6 +313,11 @@ def build_finetune_dataset(
     ``exclude``: photos (paths relative to the dataset root, or absolute) to leave out — pass
     the held-out photos of the end-to-end evaluation so the detector never trains on them.
     Pseudo-labelled photos get train/val splits by ``write_yolo_dataset``.
+
+    Photos left with no box are dropped unless ``keep_empty``: on gesture photos an empty
+    annotation usually means the detector missed the hand, and training on it as background
+    would teach the detector to miss it again. Keep them only once a reviewer has confirmed
+    they show no hand.
     """
     records, imported = import_reviewed(export_dir, voc_dir, root, source="pseudo")
     summary_path = Path(export_dir) / SUMMARY_JSON
@@ -320,6 +329,9 @@ def build_finetune_dataset(
     for record in records:
         if record.image_path.resolve() in excluded:
             imported.excluded += 1
+            continue
+        if not record.boxes and not keep_empty:
+            imported.empty_dropped += 1
             continue
         kept.append(record)
     report = write_yolo_dataset(

@@ -184,3 +184,17 @@ def test_threshold_is_checked(cache: Path, tmp_path: Path):
         export_pseudo_labels(cache, tmp_path / "a", conf_threshold=1.5)
     with pytest.raises(ValueError, match="low_label"):
         export_pseudo_labels(cache, tmp_path / "b", low_label="hand")
+
+
+def test_photos_left_without_a_box_are_dropped_unless_kept(cache: Path, tmp_path: Path):
+    # EMPTY has no box: a detector miss on a gesture photo, not a confirmed background photo.
+    out = tmp_path / "pseudo"
+    export_pseudo_labels(cache, out, conf_threshold=0.5)
+    report, imported = build_finetune_dataset(out, tmp_path / "dropped", val_fraction=0.0)
+    assert imported.empty_dropped == 1
+    assert sum(report.written.values()) == len(PHOTOS)
+    report, imported = build_finetune_dataset(
+        out, tmp_path / "kept", val_fraction=0.0, keep_empty=True
+    )
+    assert imported.empty_dropped == 0
+    assert sum(report.written.values()) == len(PHOTOS) + 1
