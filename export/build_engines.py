@@ -28,9 +28,7 @@ from gesture_recognition.export.trt_engines import (
     DEFAULT_WORKSPACE_MB,
     PRECISIONS,
     TensorRTUnavailableError,
-    add_cc_model_filenames,
     build_with_api,
-    cc_model_filenames,
     engine_filename,
     engine_profiles,
     gpu_compute_capabilities,
@@ -43,6 +41,7 @@ from gesture_recognition.serving.repository import (
     ServingOptions,
     build_repository,
     model_configs,
+    positive_int,
     read_specs,
 )
 
@@ -88,9 +87,13 @@ def _write_report(root: Path, target: str, extra: Sequence[str] = ()) -> str:
     return report
 
 
-def _options(args: argparse.Namespace) -> ServingOptions:
+def _options(args: argparse.Namespace, cc: str | None = None) -> ServingOptions:
     try:
-        return ServingOptions(max_hands=args.max_hands, detector_max_batch=args.detector_max_batch)
+        return ServingOptions(
+            max_hands=args.max_hands,
+            detector_max_batch=args.detector_max_batch,
+            compute_capabilities=(cc,) if cc else (),
+        )
     except ValueError as exc:
         raise UserError(str(exc)) from exc
 
@@ -129,12 +132,11 @@ def build_tensorrt(args: argparse.Namespace) -> int:
     if precision == "int8" and args.calib_dir is None:
         raise UserError("--precision int8 needs --calib-dir with <model>.cache calibration files")
     cc = _compute_capability(args, args.dry_run)
-    options = _options(args)
+    options = _options(args, cc)
     models = Path(args.models_dir)
     configs = model_configs("tensorrt", read_specs(models), options)
     profiles = engine_profiles(configs)
     engine_name = engine_filename(cc) if cc else "model.plan"
-    mapping = cc_model_filenames([cc]) if cc else {}
 
     out = Path(args.out)
     parent = out.parent
@@ -160,11 +162,6 @@ def build_tensorrt(args: argparse.Namespace) -> int:
                 calib_cache=calib,
                 workspace_mb=args.workspace_mb,
                 trtexec=tensorrt if tensorrt and tensorrt != "tensorrt" else "trtexec",
-            )
-            config_path = repo / name / "config.pbtxt"
-            config_path.write_text(
-                add_cc_model_filenames(config_path.read_text(encoding="utf-8"), mapping),
-                encoding="utf-8",
             )
 
         if args.dry_run:
@@ -217,13 +214,6 @@ def build_tensorrt(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def parser() -> argparse.ArgumentParser:
     defaults = ServingOptions()
     p = argparse.ArgumentParser(
@@ -238,8 +228,8 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help="default: build/model_repository (cpu) or build/model_repository_<target>",
     )
-    p.add_argument("--max-hands", type=_positive, default=defaults.max_hands)
-    p.add_argument("--detector-max-batch", type=_positive, default=defaults.detector_max_batch)
+    p.add_argument("--max-hands", type=positive_int, default=defaults.max_hands)
+    p.add_argument("--detector-max-batch", type=positive_int, default=defaults.detector_max_batch)
     p.add_argument("--precision", choices=PRECISIONS, default=None, help="tensorrt only (fp16)")
     p.add_argument(
         "--dry-run",
@@ -248,7 +238,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--compute-capability", default=None, help="tensorrt: e.g. 8.9")
     p.add_argument("--trtexec", default=None, help="tensorrt: trtexec path")
-    p.add_argument("--workspace-mb", type=_positive, default=DEFAULT_WORKSPACE_MB)
+    p.add_argument("--workspace-mb", type=positive_int, default=DEFAULT_WORKSPACE_MB)
     p.add_argument(
         "--calib-dir", type=Path, default=None, help="int8: folder of <model>.cache files"
     )

@@ -15,16 +15,18 @@ engine, which Triton's ``tensorrt_plan`` backend cannot deserialize.
 from __future__ import annotations
 
 import importlib.util
-import re
 import shutil
 import subprocess
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
-from gesture_recognition.serving.repository import (
+# Engine file names live with the configs that point at them (serving.repository).
+from gesture_recognition.serving.repository import (  # noqa: F401 - engine_filename re-exported
     HAND_CROPS,
     ModelConfig,
     ServingOptions,
+    engine_filename,
+    is_compute_capability,
 )
 
 # The Triton release the engines must be built with: an engine only loads in the TensorRT
@@ -194,43 +196,6 @@ def trtexec_command(
 
 # --------------------------------------------------------------------------- file names
 
-_CC = re.compile(r"^(\d+)\.(\d+)$")
-
-
-def engine_filename(compute_capability: str) -> str:
-    """Engine file name for a GPU compute capability: ``"8.9" -> "model_sm89.plan"``."""
-    match = _CC.match(str(compute_capability).strip())
-    if not match:
-        raise ValueError(f"compute capability must look like '8.9', got {compute_capability!r}")
-    return f"model_sm{match.group(1)}{match.group(2)}.plan"
-
-
-def cc_model_filenames(compute_capabilities: Iterable[str]) -> dict[str, str]:
-    """Triton's ``cc_model_filenames`` map: compute capability -> engine file name."""
-    return {cc.strip(): engine_filename(cc) for cc in compute_capabilities}
-
-
-def render_cc_model_filenames(mapping: Mapping[str, str]) -> str:
-    """The ``config.pbtxt`` lines of a ``cc_model_filenames`` map (empty for no entries)."""
-    return "".join(
-        f'cc_model_filenames {{ key: "{cc}" value: "{name}" }}\n'
-        for cc, name in sorted(mapping.items())
-    )
-
-
-def add_cc_model_filenames(config_text: str, mapping: Mapping[str, str]) -> str:
-    """``config.pbtxt`` text with the ``cc_model_filenames`` entries added (or replaced)."""
-    kept = [
-        line
-        for line in config_text.splitlines(keepends=True)
-        if not line.startswith("cc_model_filenames")
-    ]
-    text = "".join(kept)
-    if text and not text.endswith("\n"):
-        text += "\n"
-    return text + render_cc_model_filenames(mapping)
-
-
 # --------------------------------------------------------------------------- discovery
 
 
@@ -281,7 +246,7 @@ def gpu_compute_capabilities() -> list[str]:
     found: list[str] = []
     for line in result.stdout.splitlines():
         cc = line.strip()
-        if _CC.match(cc) and cc not in found:
+        if is_compute_capability(cc) and cc not in found:
             found.append(cc)
     return found
 

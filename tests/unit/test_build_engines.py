@@ -13,12 +13,8 @@ from gesture_recognition.artifacts import shipped_models_dir
 from gesture_recognition.export import build_engines, trt_engines
 from gesture_recognition.export.trt_engines import (
     TensorRTUnavailableError,
-    add_cc_model_filenames,
-    cc_model_filenames,
-    engine_filename,
     engine_profiles,
     optimization_profile,
-    render_cc_model_filenames,
     trtexec_command,
 )
 from gesture_recognition.serving.repository import (
@@ -27,8 +23,10 @@ from gesture_recognition.serving.repository import (
     HAND_DETECTOR,
     MODEL_NAMES,
     ServingOptions,
+    engine_filename,
     model_configs,
     read_specs,
+    render_config,
 )
 
 
@@ -154,14 +152,16 @@ def test_engine_filenames_per_compute_capability():
     for bad in ("89", "sm_89", "8.x", ""):
         with pytest.raises(ValueError):
             engine_filename(bad)
-    mapping = cc_model_filenames(["8.6", "8.9"])
-    assert mapping == {"8.6": "model_sm86.plan", "8.9": "model_sm89.plan"}
-    text = render_cc_model_filenames(mapping)
+    # The tensorrt configs name one engine per compute capability, each once.
+    specs = read_specs(shipped_models_dir())
+    options = ServingOptions(compute_capabilities=("8.9", "8.6", "8.9"))
+    text = render_config(model_configs("tensorrt", specs, options)[HAND_DETECTOR], "tensorrt")
     assert 'cc_model_filenames { key: "8.6" value: "model_sm86.plan" }' in text
-    config = add_cc_model_filenames('name: "x"\n', mapping)
-    assert config.startswith('name: "x"\n') and config.count("cc_model_filenames") == 2
-    # Re-adding replaces, never duplicates.
-    assert add_cc_model_filenames(config, {"9.0": "model_sm90.plan"}).count("cc_model") == 1
+    assert text.count("cc_model_filenames") == 2
+    plain = model_configs("tensorrt", specs, ServingOptions())[HAND_DETECTOR]
+    assert "cc_model_filenames" not in render_config(plain, "tensorrt")
+    with pytest.raises(ValueError):
+        ServingOptions(compute_capabilities=("sm_89",))
 
 
 # --------------------------------------------------------------------------- CLI

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import sys
 import tempfile
@@ -125,6 +126,8 @@ class ModelConfig:
     platform: str | None = None
     max_batch_size: int = 0
     default_model_filename: str | None = None
+    # TensorRT engines per GPU compute capability: (capability, engine file name).
+    cc_model_filenames: tuple[tuple[str, str], ...] = ()
     instance_count: int = 1
     # None lets Triton choose (a GPU instance when there is one, else CPU).
     instance_kind: str | None = "KIND_CPU"
@@ -161,6 +164,21 @@ def _by_name(tensors: Iterable[Tensor], name: str, what: str) -> Tensor:
     raise KeyError(f"no {what} named {name!r}")
 
 
+_COMPUTE_CAPABILITY = re.compile(r"^(\d+)\.(\d+)$")
+
+
+def engine_filename(compute_capability: str) -> str:
+    """Engine file name for a GPU compute capability: ``"8.9" -> "model_sm89.plan"``."""
+    match = _COMPUTE_CAPABILITY.match(str(compute_capability).strip())
+    if not match:
+        raise ValueError(f"compute capability must look like '8.9', got {compute_capability!r}")
+    return f"model_sm{match.group(1)}{match.group(2)}.plan"
+
+
+def is_compute_capability(text: str) -> bool:
+    return bool(_COMPUTE_CAPABILITY.match(str(text).strip()))
+
+
 @dataclass(frozen=True)
 class ServingOptions:
     """Knobs of a build; the defaults are what ships."""
@@ -175,8 +193,12 @@ class ServingOptions:
     # None: the flavour's default (no delay on CPU, a short one on GPU backends).
     queue_delay_us: int | None = None
     detections: int = DEFAULT_DETECTIONS
+    # tensorrt flavour: GPUs ("8.9", ...) whose engines the configs name (cc_model_filenames).
+    compute_capabilities: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        for cc in self.compute_capabilities:
+            engine_filename(cc)  # raises ValueError on a malformed capability
         if not 1 <= self.max_hands <= 1024:
             raise ValueError(f"max_hands must be within 1..1024, got {self.max_hands}")
         if self.detector_max_batch < 1 or self.detector_instances < 1:
@@ -291,7 +313,7 @@ def _detector_config(
             parameters=_params(ORT_THREADS=opts.ort_threads),
             spec_files=(DETECTOR_JSON,),
         )
-    return _native(base, flavour)
+    return _native(base, flavour, opts)
 
 
 def _classifier_config(flavour: str, spec: ClassifierSpec, opts: ServingOptions) -> ModelConfig:
@@ -312,10 +334,10 @@ def _classifier_config(flavour: str, spec: ClassifierSpec, opts: ServingOptions)
             parameters=_params(ORT_THREADS=opts.ort_threads),
             spec_files=(CLASSIFIER_JSON,),
         )
-    return _native(base, flavour)
+    return _native(base, flavour, opts)
 
 
-def _native(base: ModelConfig, flavour: str) -> ModelConfig:
+def _native(base: ModelConfig, flavour: str, opts: ServingOptions) -> ModelConfig:
     if flavour == "onnxruntime":
         return replace(
             base, backend="onnxruntime", default_model_filename="model.onnx", instance_kind=None
@@ -325,6 +347,9 @@ def _native(base: ModelConfig, flavour: str) -> ModelConfig:
         platform="tensorrt_plan",
         default_model_filename="model.plan",
         instance_kind="KIND_GPU",
+        cc_model_filenames=tuple(
+            (cc.strip(), engine_filename(cc)) for cc in sorted(set(opts.compute_capabilities))
+        ),
     )
 
 
@@ -412,6 +437,10 @@ def render_config(config: ModelConfig, flavour: str = "cpu") -> str:
     lines.append(f"max_batch_size: {config.max_batch_size}")
     if config.default_model_filename:
         lines.append(f'default_model_filename: "{config.default_model_filename}"')
+    lines += [
+        f'cc_model_filenames {{ key: "{cc}" value: "{name}" }}'
+        for cc, name in config.cc_model_filenames
+    ]
     lines += _render_tensors("input", config.inputs)
     lines += _render_tensors("output", config.outputs)
     if not config.is_ensemble:
@@ -769,7 +798,8 @@ def _write_model(
     (folder / "config.pbtxt").write_text(render_config(config, flavour), encoding="utf-8")
 
 
-def _positive(text: str) -> int:
+def positive_int(text: str) -> int:
+    """argparse type for counts and limits that must be at least 1."""
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
@@ -791,7 +821,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, default=shipped_models_dir().parent / "build" / "model_repository"
     )
-    parser.add_argument("--max-hands", type=_positive, default=DEFAULT_MAX_HANDS)
+    parser.add_argument("--max-hands", type=positive_int, default=DEFAULT_MAX_HANDS)
     args = parser.parse_args(argv)
     try:
         if args.write_committed:
