@@ -225,11 +225,20 @@ def one_class_yaml(model_yaml: str, folder: Path) -> Path:
 
 
 def make_untrained_models(
-    out_dir: str | Path, label_map: str = "mcs2021", imgsz: int = 320
+    out_dir: str | Path,
+    label_map: str = "mcs2021",
+    imgsz: int = 320,
+    detector_yaml: str = "yolo26n.yaml",
+    classifier_arch: str = "tf_efficientnet_lite0",
+    classifier_size: int = 160,
+    max_hands: int = 4,
 ) -> Path:
     """Random-weight detector and classifier, exported like the real ones.
 
-    For shape and plumbing tests only: their answers mean nothing.
+    For shape and plumbing tests, and for speed-only benchmarks of architectures nobody trained
+    here (the original 2021 YOLOv5x + EfficientNetV2-M): their answers mean nothing. The
+    detector keeps every box (``conf_threshold`` 0), so a server built on it always classifies
+    ``max_hands`` crops per photo.
     """
     import timm
 
@@ -242,14 +251,14 @@ def make_untrained_models(
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = Path(tmp) / "untrained.pt"
-        yolo = YOLO(str(one_class_yaml("yolo26n.yaml", Path(tmp))))
+        yolo = YOLO(str(one_class_yaml(detector_yaml, Path(tmp))))
         yolo.model.names = {0: "hand"}  # type: ignore[union-attr]
         yolo.save(str(ckpt))
         export_detector(ckpt, out, imgsz=imgsz, conf_threshold=0.0)
     labels = load_label_map(label_map)
-    net = timm.create_model(
-        "tf_efficientnet_lite0", pretrained=False, num_classes=labels.num_classes
+    net = timm.create_model(classifier_arch, pretrained=False, num_classes=labels.num_classes)
+    spec = ClassifierSpec(
+        label_map=labels, input_size=classifier_size, architecture=classifier_arch
     )
-    spec = ClassifierSpec(label_map=labels, input_size=160, architecture="tf_efficientnet_lite0")
-    export_classifier(net, spec, out, max_batch=4)
+    export_classifier(net, spec, out, max_batch=max_hands)
     return out

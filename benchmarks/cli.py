@@ -1,0 +1,471 @@
+"""``gesture-bench``: load-test the served pipeline against its baselines and write a report.
+
+    gesture-bench run                       # everything, report in reports/perf/<host>/
+    gesture-bench run --quick --out /tmp/b  # a minute: ensembles only, one concurrency
+    gesture-bench tune --variant delay2ms=queue_delay_us=2000 --variant inst2=detector_instances=2
+    gesture-bench report reports/perf/cpu   # redraw a report from its results.json
+    gesture-bench perf-analyzer -- -m gesture_ensemble ...   # the binary, libraries found
+
+Exit codes: 0 done; 2 bad usage; 3 perf_analyzer or the server could not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import shlex
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+from gesture_recognition.artifacts import shipped_models_dir
+from gesture_recognition.pipeline import GesturePipeline
+from gesture_recognition.serving.launcher import ServerError, TritonServer, free_port
+from gesture_recognition.serving.repository import (
+    ENSEMBLE,
+    ENSEMBLE_BYTES,
+    ServingOptions,
+    build_repository,
+    model_configs,
+    read_specs,
+)
+
+from . import perf_analyzer as pa
+from . import report as rp
+from . import server_stats
+from .hostinfo import describe
+from .inputs import PhotoTensors, find_photos, image_array, trace_photo, write_input_data
+from .measure import Point, measure_callable, point_from_perf_row
+
+REPO = Path(__file__).resolve().parents[1]
+EXIT_OK, EXIT_USAGE, EXIT_RUN = 0, 2, 3
+# Output tensors of the ensemble are small, but variable: room for MAX_HANDS boxes and more.
+OUTPUT_SHM_BYTES = 64 * 1024
+PERF_TIMEOUT_S = 900.0
+
+
+def concurrency_range(text: str) -> tuple[int, int, int]:
+    """``4`` or ``1:4`` or ``1:8:2`` -> (start, end, step)."""
+    try:
+        parts = [int(p) for p in text.split(":")]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a concurrency range: {text!r}") from exc
+    if len(parts) == 1:
+        parts = [parts[0], parts[0]]
+    if len(parts) == 2:
+        parts.append(1)
+    start, end, step = parts[:3]
+    if len(parts) > 3 or start < 1 or end < start or step < 1:
+        raise argparse.ArgumentTypeError(f"bad concurrency range {text!r} (use 1:4 or 1:8:2)")
+    return start, end, step
+
+
+def option_override(text: str) -> tuple[str, int]:
+    """``key=value`` of a ServingOptions integer field."""
+    key, sep, value = text.partition("=")
+    names = {f.name for f in fields(ServingOptions)} - {"compute_capabilities"}
+    if not sep or key not in names:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: use KEY=INT with KEY one of {', '.join(sorted(names))}"
+        )
+    try:
+        return key, int(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: value must be an integer") from exc
+
+
+def variant(text: str) -> tuple[str, dict[str, int]]:
+    """``NAME=key=value,key=value`` (or just ``NAME`` for the defaults)."""
+    name, _, rest = text.partition("=")
+    if not name:
+        raise argparse.ArgumentTypeError(f"variant needs a name: {text!r}")
+    overrides = dict(option_override(item) for item in rest.split(",") if item)
+    return name, overrides
+
+
+def serving_options(overrides: dict[str, int]) -> ServingOptions:
+    try:
+        return replace(ServingOptions(), **overrides)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise SystemExit(f"gesture-bench: {exc}") from exc
+
+
+@dataclass
+class Recorder:
+    """Collects points, the commands that produced them and notes."""
+
+    series: list[Point] = field(default_factory=list)
+    commands: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    breakdown: list[dict[str, object]] = field(default_factory=list)
+
+    def add(self, point: Point) -> None:
+        self.series.append(point)
+        print(
+            f"  {point.series:44s} c={point.concurrency:<2d} {point.throughput:7.1f}/s "
+            f"p50 {point.p50_ms:7.1f} ms  p99 {point.p99_ms:7.1f} ms",
+            flush=True,
+        )
+
+
+@contextlib.contextmanager
+def served(repository: Path, work: Path) -> Iterator[TritonServer]:
+    server = TritonServer(
+        repository,
+        http_port=free_port(),
+        grpc_port=free_port(),
+        metrics_port=free_port(),
+        build_dir=work,
+        startup_timeout_s=600.0,
+    )
+    with server:
+        yield server
+
+
+def concurrencies(span: tuple[int, int, int]) -> list[int]:
+    start, end, step = span
+    return list(range(start, end + 1, step))
+
+
+def perf_series(
+    rec: Recorder,
+    server: TritonServer,
+    label: str,
+    model: str,
+    protocol: str,
+    input_json: Path,
+    span: tuple[int, int, int],
+    out_dir: Path,
+    request_count: int,
+    shared_memory: str = "none",
+    breakdown_at: int | None = None,
+) -> None:
+    """One perf_analyzer run per concurrency (so Triton's statistics can be read around the
+    one that matters), CSVs and logs kept under ``out_dir/csv``."""
+    slug = label.replace(" ", "_").replace("/", "-")
+    for c in concurrencies(span):
+        spec = pa.PerfRun(
+            model=model,
+            url=server.grpc_url if protocol == "grpc" else server.http_url,
+            protocol=protocol,
+            input_data=input_json,
+            concurrency=(c, c, 1),
+            csv_path=out_dir / "csv" / f"{slug}_c{c}.csv",
+            request_count=request_count,
+            shared_memory=shared_memory,
+            output_shared_memory_size=OUTPUT_SHM_BYTES if shared_memory != "none" else 0,
+        )
+        before = server_stats.snapshot(server.http_url) if c == breakdown_at else None
+        rows = pa.run(spec, PERF_TIMEOUT_S, log_path=out_dir / "logs" / f"{slug}_c{c}.log")
+        if before is not None:
+            after = server_stats.snapshot(server.http_url)
+            rec.breakdown = [asdict(r) for r in server_stats.difference(before, after)]
+        log = (out_dir / "logs" / f"{slug}_c{c}.log").read_text()
+        rec.add(point_from_perf_row(label, rows[-1], pa.client_request_count(log)))
+        # Reproducible by hand: default ports, paths relative to the report (inputs are kept
+        # with --work-dir), no temporary folder names.
+        shown = replace(
+            spec,
+            concurrency=span,
+            url="localhost:8001" if protocol == "grpc" else "localhost:8000",
+            csv_path=Path("csv") / f"{slug}.csv",
+            input_data=Path("inputs") / input_json.name,
+        )
+        rec.commands.setdefault(label, pa.command_line(shown))
+
+
+def trace(models_dir: Path, photos_dir: Path, limit: int, opts: ServingOptions) -> tuple[
+    GesturePipeline, list[PhotoTensors]
+]:
+    pipeline = GesturePipeline.from_dir(
+        models_dir, threads=opts.ort_threads or None, max_hands=opts.max_hands
+    )
+    photos = [trace_photo(pipeline, p, opts.max_hands) for p in find_photos(photos_dir, limit)]
+    return pipeline, photos
+
+
+def run_inprocess(
+    rec: Recorder, pipeline: GesturePipeline, photos: Sequence[PhotoTensors], span, requests: int
+) -> None:
+    images = [image_array(p) for p in photos]
+    encoded = [p.tensors["IMAGE_BYTES"] for p in photos]
+    for c in concurrencies(span):
+        rec.add(measure_callable(rp.INPROCESS, pipeline, images, c, requests))
+    rec.add(
+        measure_callable("in-process ONNX (bytes)", pipeline.classify_bytes, encoded, 1, requests)
+    )
+
+
+def run_naive(
+    rec: Recorder, args: argparse.Namespace, photos: Sequence[PhotoTensors], opts: ServingOptions
+) -> None:
+    from .naive_torch import NaiveTorchPipeline
+
+    spec = read_specs(args.models_dir).detector
+    try:
+        naive = NaiveTorchPipeline.from_checkpoints(
+            args.naive_detector, args.naive_classifier, spec.imgsz, spec.conf_threshold,
+            opts.max_hands,
+        )
+    except FileNotFoundError as exc:
+        rec.notes.append(f"Naive PyTorch baseline skipped: {exc}.")
+        return
+    rec.add(
+        measure_callable(rp.NAIVE, naive, [image_array(p) for p in photos], 1, args.naive_requests)
+    )
+    rec.commands[rp.NAIVE] = (
+        f"in-process: ultralytics YOLO({args.naive_detector}).predict + timm eager from "
+        f"{args.naive_classifier}, one crop at a time, {args.naive_requests} photos"
+    )
+
+
+def run_served(
+    rec: Recorder,
+    args: argparse.Namespace,
+    photos: Sequence[PhotoTensors],
+    opts: ServingOptions,
+    work: Path,
+    out: Path,
+    label_prefix: str = "served",
+    models_dir: Path | None = None,
+    span: tuple[int, int, int] | None = None,
+    request_count: int | None = None,
+    composing: bool | None = None,
+) -> None:
+    models = models_dir or args.models_dir
+    span = span or args.concurrency
+    count = request_count or args.request_count
+    configs = model_configs("cpu", read_specs(models), opts)
+    inputs = write_input_data(configs, photos, work / f"inputs_{label_prefix.replace(' ', '_')}")
+    repository = build_repository("cpu", models, work / "model_repository", opts)
+    with served(repository, work) as server:
+        for protocol in args.protocols:
+            name = "gRPC" if protocol == "grpc" else "HTTP"
+            perf_series(
+                rec, server, f"{label_prefix} {ENSEMBLE} {name}", ENSEMBLE, protocol,
+                inputs[ENSEMBLE], span, out, count,
+                breakdown_at=1 if protocol == "grpc" and label_prefix == "served" else None,
+            )
+        if label_prefix != "served":
+            return
+        perf_series(
+            rec, server, f"served {ENSEMBLE_BYTES} gRPC", ENSEMBLE_BYTES, "grpc",
+            inputs[ENSEMBLE_BYTES], span, out, count,
+        )
+        if args.shared_memory:
+            perf_series(
+                rec, server, f"served {ENSEMBLE} gRPC + system shm", ENSEMBLE, "grpc",
+                inputs[ENSEMBLE], span, out, count, shared_memory="system",
+            )
+        if composing if composing is not None else not args.quick:
+            for name, config in configs.items():
+                if config.is_ensemble:
+                    continue
+                perf_series(
+                    rec, server, f"model {name} gRPC", name, "grpc", inputs[name],
+                    (1, 1, 1), out, count,
+                )
+
+
+def run_original(
+    rec: Recorder, args: argparse.Namespace, work: Path, out: Path
+) -> None:
+    """The 2021 configuration, speed only: YOLOv5x-class detector at 640 px and EfficientNetV2-M
+    at 384 px, random weights, served the same way. The random detector keeps every box, so the
+    server is built with one hand per photo (the trained pipeline sees about one per photo)."""
+    from gesture_recognition.export.onnx_export import make_untrained_models
+
+    models = args.original_models
+    if not (models / "hand_detector.onnx").is_file():
+        print(f"== exporting the original configuration (random weights) to {models}", flush=True)
+        make_untrained_models(
+            models, imgsz=640, detector_yaml="yolov5xu.yaml",
+            classifier_arch="tf_efficientnetv2_m", classifier_size=384, max_hands=1,
+        )
+    opts = ServingOptions(max_hands=1)
+    pipeline, photos = trace(models, args.photos, args.limit, opts)
+    del pipeline
+    run_served(
+        rec, args, photos, opts, work / "original", out, label_prefix="original 2021",
+        models_dir=models, span=args.original_concurrency,
+        request_count=args.original_request_count, composing=False,
+    )
+    rec.notes.append(
+        "The 'original 2021' rows are speed only: YOLOv5x-class (ultralytics yolov5xu) at 640 px "
+        "and EfficientNetV2-M at 384 px with random weights, one hand per photo, served by the "
+        "same repository code."
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gesture-bench", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(s: argparse.ArgumentParser) -> None:
+        s.add_argument("--models-dir", type=Path, default=shipped_models_dir())
+        s.add_argument("--photos", type=Path, default=REPO / "samples")
+        s.add_argument("--limit", type=int, default=16, help="photos used (name order)")
+        s.add_argument("--concurrency", type=concurrency_range, default=(1, 4, 1))
+        s.add_argument("--protocols", type=lambda t: t.split(","), default=["grpc", "http"])
+        s.add_argument(
+            "--request-count", type=int, default=50,
+            help="requests per perf_analyzer measurement window (count_windows mode)",
+        )
+        s.add_argument(
+            "--set", dest="overrides", type=option_override, action="append", default=[],
+            metavar="KEY=INT", help="a serving option, e.g. queue_delay_us=2000 (repeatable)",
+        )
+        s.add_argument("--work-dir", type=Path, default=None, help="keep repository and inputs")
+
+    run = sub.add_parser("run", help="baselines + served pipeline, report")
+    common(run)
+    run.add_argument("--out", type=Path, default=REPO / "reports" / "perf" / "cpu")
+    run.add_argument("--quick", action="store_true", help="ensembles only, no baselines")
+    run.add_argument("--shared-memory", action="store_true", help="also gRPC + system shm")
+    run.add_argument(
+        "--naive-detector", type=Path,
+        default=REPO / "runs" / "detector" / "yolo26n_320" / "weights" / "best.pt",
+    )
+    run.add_argument(
+        "--naive-classifier", type=Path, default=REPO / "runs" / "classifier" / "mcs2021"
+    )
+    run.add_argument("--naive-requests", type=int, default=48)
+    run.add_argument("--original", action="store_true", help="also the 2021 configuration")
+    run.add_argument(
+        "--original-models", type=Path, default=REPO / "build" / "bench" / "original_models"
+    )
+    run.add_argument("--original-concurrency", type=concurrency_range, default=(1, 2, 1))
+    run.add_argument("--original-request-count", type=int, default=4)
+
+    tune = sub.add_parser("tune", help="the ensemble under serving-option variants")
+    common(tune)
+    tune.add_argument("--out", type=Path, default=REPO / "reports" / "perf" / "tuning")
+    tune.add_argument(
+        "--variant", type=variant, action="append", default=[],
+        help="NAME=key=value,key=value (repeatable; 'baseline' is always measured first)",
+    )
+
+    rep = sub.add_parser("report", help="redraw REPORT.md from a results.json")
+    rep.add_argument("out", type=Path)
+
+    sub.add_parser("perf-analyzer", help="run perf_analyzer with its libraries found")
+    return p
+
+
+def _results(args: argparse.Namespace, rec: Recorder, opts, photos, title: str) -> dict:
+    return {
+        "title": title,
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": "gesture-bench " + shlex.join(_display_argv(args.argv)),
+        "host": describe(REPO),
+        "photos": {
+            "folder": _display(args.photos),
+            "count": len(photos),
+            "hands": sum(p.hands for p in photos),
+        },
+        "options": {k: v for k, v in asdict(opts).items() if k != "compute_capabilities"},
+        "series": [p.as_dict() for p in rec.series],
+        "commands": rec.commands,
+        "notes": rec.notes,
+        "breakdown": rec.breakdown,
+    }
+
+
+def _display(path: Path) -> str:
+    """Paths in reports relative to the repository: no machine's absolute paths in files."""
+    try:
+        return str(path.resolve().relative_to(REPO))
+    except ValueError:
+        return path.name
+
+
+def _display_argv(argv: Sequence[str]) -> list[str]:
+    return [_display(Path(a)) if a.startswith("/") else a for a in argv]
+
+
+def _write(out: Path, results: dict) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / rp.RESULTS_JSON).write_text(json.dumps(results, indent=2))
+    return rp.write_report(out)
+
+
+def cmd_run(args: argparse.Namespace, work: Path) -> int:
+    opts = serving_options(dict(args.overrides))
+    rec = Recorder()
+    print(f"== tracing {args.limit} photos from {args.photos}", flush=True)
+    pipeline, photos = trace(args.models_dir, args.photos, args.limit, opts)
+    if not args.quick:
+        print("== in-process baseline", flush=True)
+        run_inprocess(rec, pipeline, photos, args.concurrency, args.request_count * 2)
+    else:
+        run_inprocess(rec, pipeline, photos, (1, 1, 1), args.request_count)
+    del pipeline
+    print("== served", flush=True)
+    run_served(rec, args, photos, opts, work, args.out)
+    if not args.quick:
+        print("== naive PyTorch baseline", flush=True)
+        run_naive(rec, args, photos, opts)
+    if args.original:
+        print("== original 2021 configuration", flush=True)
+        run_original(rec, args, work, args.out)
+    title = "Load test: served pipeline vs baselines"
+    report = _write(args.out, _results(args, rec, opts, photos, title))
+    print(f"== report: {report}")
+    return EXIT_OK
+
+
+def cmd_tune(args: argparse.Namespace, work: Path) -> int:
+    base = dict(args.overrides)
+    variants = [("baseline", {})] + [v for v in args.variant if v[0] != "baseline"]
+    rec = Recorder()
+    photos: list[PhotoTensors] = []
+    lines = ["| variant | options |", "|---|---|"]
+    for name, overrides in variants:
+        opts = serving_options({**base, **overrides})
+        print(f"== variant {name}: {overrides or 'defaults'}", flush=True)
+        _, photos = trace(args.models_dir, args.photos, args.limit, opts)
+        sub_args = argparse.Namespace(**{**vars(args), "shared_memory": False, "quick": True})
+        run_served(
+            rec, sub_args, photos, opts, work / name, args.out, label_prefix=f"tune {name}",
+        )
+        lines.append(f"| {name} | `{json.dumps(overrides) if overrides else 'defaults'}` |")
+    results = _results(args, rec, serving_options(base), photos, "Tuning: serving-option variants")
+    results["tuning"] = lines
+    report = _write(args.out, results)
+    print(f"== report: {report}")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["perf-analyzer"]:
+        rest = argv[1:]
+        if rest[:1] == ["--"]:
+            rest = rest[1:]
+        return pa.passthrough(rest)
+    args = build_parser().parse_args(argv)
+    args.argv = argv
+    if args.command == "report":
+        print(rp.write_report(args.out))
+        return EXIT_OK
+    try:
+        pa.check_runs()
+        if args.work_dir is not None:
+            args.work_dir.mkdir(parents=True, exist_ok=True)
+            return {"run": cmd_run, "tune": cmd_tune}[args.command](args, args.work_dir)
+        with tempfile.TemporaryDirectory(prefix="gesture-bench-") as tmp:
+            return {"run": cmd_run, "tune": cmd_tune}[args.command](args, Path(tmp))
+    except (pa.PerfAnalyzerError, ServerError) as exc:
+        print(f"gesture-bench: {exc}", file=sys.stderr)
+        return EXIT_RUN
+    except FileNotFoundError as exc:
+        print(f"gesture-bench: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

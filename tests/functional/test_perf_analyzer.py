@@ -1,0 +1,124 @@
+"""perf_analyzer and gesture-bench against a live Triton: the harness really loads the server
+with real photos, on every entry point, and its numbers agree with the server's statistics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gesture_recognition.benchmarks import perf_analyzer as pa
+from gesture_recognition.benchmarks import server_stats
+from gesture_recognition.benchmarks.cli import main as bench_main
+from gesture_recognition.benchmarks.inputs import trace_photo, write_input_data
+from gesture_recognition.pipeline import GesturePipeline
+from gesture_recognition.serving.repository import (
+    ENSEMBLE,
+    ENSEMBLE_BYTES,
+    HAND_CROPS,
+    ServingOptions,
+    model_configs,
+    read_specs,
+)
+
+from .conftest import RunningServer
+
+pytestmark = pytest.mark.functional
+
+
+@pytest.fixture(scope="module")
+def inputs(
+    triton_server: RunningServer, repo_root: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
+    pa.check_runs()
+    n = triton_server.max_hands
+    pipeline = GesturePipeline.from_dir(triton_server.models_dir, max_hands=n)
+    photos = [
+        trace_photo(pipeline, p, n) for p in sorted((repo_root / "samples").glob("*.jpg"))[:2]
+    ]
+    configs = model_configs(
+        "cpu", read_specs(triton_server.models_dir), ServingOptions(max_hands=n)
+    )
+    return write_input_data(configs, photos, tmp_path_factory.mktemp("perf_inputs"))
+
+
+@pytest.mark.parametrize(
+    ("model", "protocol"),
+    [(ENSEMBLE, "grpc"), (ENSEMBLE, "http"), (ENSEMBLE_BYTES, "grpc"), (HAND_CROPS, "grpc")],
+)
+def test_perf_analyzer_loads_the_server(
+    triton_server: RunningServer,
+    inputs: dict[str, Path],
+    tmp_path: Path,
+    model: str,
+    protocol: str,
+) -> None:
+    url = triton_server.grpc_url if protocol == "grpc" else triton_server.http_url
+    spec = pa.PerfRun(
+        model=model,
+        url=url,
+        protocol=protocol,
+        input_data=inputs[model],
+        concurrency=(1, 2, 1),
+        csv_path=tmp_path / "run.csv",
+        request_count=4,
+    )
+    before = server_stats.snapshot(triton_server.http_url)
+    rows = pa.run(spec, timeout_s=300, log_path=tmp_path / "run.log")
+    after = server_stats.snapshot(triton_server.http_url)
+    assert [int(r["Concurrency"]) for r in rows] == [1, 2]
+    assert all(r["Inferences/Second"] > 0 and r["p50 latency"] > 0 for r in rows)
+    served = after[model]["requests"] - before[model]["requests"]
+    # Every request perf_analyzer reported was answered successfully by this model.
+    measured = pa.client_request_count((tmp_path / "run.log").read_text())
+    assert measured > 0
+    assert served >= measured
+    failures = "Failed" in (tmp_path / "run.log").read_text()
+    assert not failures
+
+
+def test_a_rejected_input_makes_the_run_fail_loudly(
+    triton_server: RunningServer, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.json"
+    # One byte is not an image: the decoder answers INVALID_ARG and perf_analyzer must fail.
+    bad.write_text('{"data": [{"IMAGE_BYTES": {"content": {"b64": "AQAAAHg="}, "shape": [1]}}]}')
+    spec = pa.PerfRun(
+        model=ENSEMBLE_BYTES,
+        url=triton_server.grpc_url,
+        protocol="grpc",
+        input_data=bad,
+        concurrency=(1, 1, 1),
+        csv_path=tmp_path / "bad.csv",
+        request_count=2,
+    )
+    with pytest.raises(pa.PerfAnalyzerError, match="exited"):
+        pa.run(spec, timeout_s=120)
+
+
+def test_gesture_bench_quick_run_writes_a_report(tmp_path: Path, repo_root: Path) -> None:
+    out = tmp_path / "report"
+    code = bench_main(
+        [
+            "run",
+            "--quick",
+            "--limit",
+            "2",
+            "--concurrency",
+            "1",
+            "--request-count",
+            "4",
+            "--protocols",
+            "grpc",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    text = (out / "REPORT.md").read_text()
+    assert "| served gesture_ensemble gRPC | 1 |" in text
+    assert "| in-process ONNX (IMAGE) | 1 |" in text
+    assert "Latency at concurrency 1, served gRPC / in-process" in text
+    assert "## Where the served time goes" in text
+    assert (out / "throughput_latency_p50.png").is_file()
+    assert str(tmp_path) not in text  # no machine paths in the report

@@ -1,0 +1,334 @@
+"""gesture-bench logic without a server: argument parsing, perf_analyzer command lines and
+CSV/log parsing, input-data encoding, statistics and the report's target verdicts."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gesture_recognition.benchmarks import perf_analyzer as pa
+from gesture_recognition.benchmarks import report as rp
+from gesture_recognition.benchmarks import server_stats
+from gesture_recognition.benchmarks.cli import concurrency_range, option_override, variant
+from gesture_recognition.benchmarks.inputs import (
+    bytes_entry,
+    decode_bytes_entry,
+    decode_tensor_entry,
+    input_data,
+    model_input_sources,
+    tensor_entry,
+    trace_photo,
+)
+from gesture_recognition.benchmarks.measure import (
+    Point,
+    measure_callable,
+    percentile,
+    point_from_latencies,
+    point_from_perf_row,
+)
+from gesture_recognition.pipeline import GesturePipeline
+from gesture_recognition.serving.repository import (
+    ENSEMBLE,
+    ENSEMBLE_BYTES,
+    HAND_CROPS,
+    HAND_DETECTOR,
+    ServingOptions,
+    model_configs,
+    read_specs,
+)
+
+CSV_HEADER = (
+    "Concurrency,Inferences/Second,Client Send,Network+Server Send/Recv,Server Queue,"
+    "Server Compute Input,Server Compute Infer,Server Compute Output,Client Recv,"
+    "p50 latency,p90 latency,p95 latency,p99 latency"
+)
+CSV_ROW = "1,28.3066,84,474,1,470,32929,1196,6,33595,41173,41973,52047"
+
+
+def test_concurrency_range_forms() -> None:
+    assert concurrency_range("4") == (4, 4, 1)
+    assert concurrency_range("1:4") == (1, 4, 1)
+    assert concurrency_range("1:8:2") == (1, 8, 2)
+    for bad in ("0", "4:1", "1:4:0", "a", "1:2:3:4"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            concurrency_range(bad)
+
+
+def test_option_overrides_name_real_serving_options() -> None:
+    assert option_override("queue_delay_us=2000") == ("queue_delay_us", 2000)
+    assert variant("inst2=detector_instances=2,ort_threads=1") == (
+        "inst2",
+        {"detector_instances": 2, "ort_threads": 1},
+    )
+    assert variant("plain") == ("plain", {})
+    for bad in ("no_such_option=1", "queue_delay_us", "ort_threads=two"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            option_override(bad)
+
+
+def test_perf_run_command_uses_count_windows(tmp_path: Path) -> None:
+    spec = pa.PerfRun(
+        model=ENSEMBLE,
+        url="localhost:8001",
+        protocol="grpc",
+        input_data=tmp_path / "in.json",
+        concurrency=(1, 4, 1),
+        csv_path=tmp_path / "out.csv",
+        request_count=30,
+        shared_memory="system",
+        output_shared_memory_size=4096,
+    )
+    args = spec.arguments()
+    joined = " ".join(args)
+    assert "--measurement-mode count_windows" in joined
+    assert "--measurement-request-count 30" in joined
+    assert "--concurrency-range 1:4:1" in joined
+    assert "--shared-memory system --output-shared-memory-size 4096" in joined
+    assert args[args.index("-m") + 1] == ENSEMBLE
+    assert pa.command_line(spec).startswith("perf_analyzer -m gesture_ensemble")
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"protocol": "websocket"},
+        {"concurrency": (0, 1, 1)},
+        {"concurrency": (3, 1, 1)},
+        {"request_count": 0},
+        {"shared_memory": "cuda"},
+    ],
+)
+def test_perf_run_rejects_bad_settings(tmp_path: Path, kwargs: dict[str, object]) -> None:
+    base: dict[str, object] = {
+        "model": ENSEMBLE,
+        "url": "localhost:8001",
+        "protocol": "grpc",
+        "input_data": None,
+        "concurrency": (1, 1, 1),
+        "csv_path": tmp_path / "x.csv",
+    }
+    with pytest.raises(ValueError):
+        pa.PerfRun(**{**base, **kwargs})  # type: ignore[arg-type]
+
+
+def test_csv_row_becomes_milliseconds(tmp_path: Path) -> None:
+    path = tmp_path / "r.csv"
+    path.write_text(f"{CSV_HEADER}\n{CSV_ROW}\n")
+    (row,) = pa.read_csv(path)
+    point = point_from_perf_row("s", row, requests=85)
+    assert point.concurrency == 1
+    assert point.throughput == pytest.approx(28.3066)
+    assert point.p50_ms == pytest.approx(33.595)
+    assert point.p99_ms == pytest.approx(52.047)
+    # perf_analyzer's own "Avg latency" of this run was 35163 us: the components add up to it.
+    assert point.avg_ms == pytest.approx(35.160, abs=0.01)
+
+
+def test_empty_or_broken_csv_is_an_error(tmp_path: Path) -> None:
+    empty = tmp_path / "e.csv"
+    empty.write_text(CSV_HEADER + "\n")
+    with pytest.raises(pa.PerfAnalyzerError, match="no measurement"):
+        pa.read_csv(empty)
+    broken = tmp_path / "b.csv"
+    broken.write_text(f"{CSV_HEADER}\n1,fast,{CSV_ROW[9:]}\n")
+    with pytest.raises(pa.PerfAnalyzerError, match="non-numeric"):
+        pa.read_csv(broken)
+
+
+def test_request_count_comes_from_the_last_client_block() -> None:
+    log = (
+        "Request concurrency: 1\n  Client: \n    Request count: 85\n  Server: \n"
+        "    Inference count: 85\nRequest concurrency: 2\n  Client: \n    Request count: 97\n"
+    )
+    assert pa.client_request_count(log) == 97
+    assert pa.client_request_count("nothing measured") == 0
+
+
+def test_a_binary_that_cannot_start_is_one_clear_error(tmp_path: Path) -> None:
+    fake = tmp_path / "perf_analyzer"
+    fake.write_text(
+        "#!/bin/sh\necho 'perf_analyzer: error while loading shared libraries: libb64.so.0d'\n"
+        "exit 127\n"
+    )
+    fake.chmod(0o755)
+    with pytest.raises(pa.PerfAnalyzerError, match=r"install_perf_analyzer\.sh"):
+        pa.check_runs(fake)
+
+
+def test_tensor_entry_round_trips_raw_bytes() -> None:
+    array = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    entry = tensor_entry(array)
+    assert entry["shape"] == [2, 3, 4]
+    np.testing.assert_array_equal(decode_tensor_entry(entry, np.dtype("<f4")), array)
+    big = array.astype(">f4")
+    np.testing.assert_array_equal(decode_tensor_entry(tensor_entry(big), np.dtype("<f4")), array)
+
+
+def test_bytes_entry_uses_tritons_length_prefixed_serialisation() -> None:
+    items = [b"\xff\xd8 jpeg \x00 bytes", b""]
+    entry = bytes_entry(items)
+    raw = base64.b64decode(entry["content"]["b64"])  # type: ignore[index]
+    assert raw[:4] == struct.pack("<I", len(items[0]))
+    assert entry["shape"] == [2]
+    assert decode_bytes_entry(entry) == items
+
+
+@pytest.fixture(scope="module")
+def traced(repo_root: Path) -> tuple[dict, list]:
+    models = repo_root / "models"
+    opts = ServingOptions(max_hands=3)
+    pipeline = GesturePipeline.from_dir(models, max_hands=3)
+    photos = [
+        trace_photo(pipeline, p, 3) for p in sorted((repo_root / "samples").glob("*.jpg"))[:2]
+    ]
+    return model_configs("cpu", read_specs(models), opts), photos
+
+
+def test_every_model_gets_the_tensors_it_receives_in_the_ensemble(traced) -> None:
+    configs, photos = traced
+    sources = model_input_sources(configs)
+    assert set(sources) == set(configs)
+    for name, config in configs.items():
+        data = input_data(config, sources[name], photos)["data"]
+        assert len(data) == len(photos)
+        for step in data:
+            assert set(step) == {t.name for t in config.inputs}
+    # The raw entry point carries the decoded photo itself.
+    image_entry = input_data(configs[ENSEMBLE], sources[ENSEMBLE], photos[:1])["data"][0]
+    np.testing.assert_array_equal(
+        decode_tensor_entry(image_entry["IMAGE"], np.dtype(np.uint8)), photos[0].tensors["IMAGE"]
+    )
+    bytes_step = input_data(configs[ENSEMBLE_BYTES], sources[ENSEMBLE_BYTES], photos[:1])["data"][0]
+    assert decode_bytes_entry(bytes_step["IMAGE_BYTES"]) == [photos[0].tensors["IMAGE_BYTES"]]
+    # The batching detector gets rows without the batch axis (perf_analyzer adds it).
+    det = configs[HAND_DETECTOR]
+    det_step = input_data(det, sources[HAND_DETECTOR], photos[:1])["data"][0]
+    assert det_step[det.inputs[0].name]["shape"] == list(det.inputs[0].dims)
+    crops_step = input_data(configs[HAND_CROPS], sources[HAND_CROPS], photos[:1])["data"][0]
+    assert crops_step["DETECTIONS"]["shape"][0] == 1
+
+
+def test_unknown_source_tensor_is_reported(traced) -> None:
+    configs, photos = traced
+    with pytest.raises(KeyError, match="not traced"):
+        input_data(configs[HAND_CROPS], {"IMAGE": "IMAGE", "DETECTIONS": "x", "LETTERBOX": "y"},
+                   photos)
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 50) == 50
+    assert percentile(values, 99) == 99
+    assert percentile(values, 100) == 100
+    assert percentile([7.0], 99) == 7.0
+    with pytest.raises(ValueError):
+        percentile([], 50)
+
+
+def test_point_from_latencies() -> None:
+    point = point_from_latencies("s", 2, [0.010] * 9 + [0.100], wall_s=0.5)
+    assert point.throughput == pytest.approx(20.0)
+    assert point.p50_ms == pytest.approx(10.0)
+    assert point.p99_ms == pytest.approx(100.0)
+    assert point.avg_ms == pytest.approx(19.0)
+
+
+def test_measure_callable_calls_every_request_once_per_count() -> None:
+    calls: list[int] = []
+    point = measure_callable("s", calls.append, [1, 2, 3], concurrency=3, requests=30, warmup=2)
+    assert len(calls) == 32
+    assert point.requests == 30 and point.concurrency == 3
+
+
+def test_server_stats_difference_averages_per_request() -> None:
+    def body(count: int, ns: int) -> dict:
+        phase = {"count": count, "ns": ns}
+        return {
+            "model_stats": [
+                {
+                    "name": "m",
+                    "execution_count": count,
+                    "inference_stats": {
+                        "success": phase,
+                        "queue": phase,
+                        "compute_input": phase,
+                        "compute_infer": {"count": count, "ns": ns * 10},
+                        "compute_output": phase,
+                    },
+                }
+            ]
+        }
+
+    before = server_stats.parse_stats(body(10, 10_000_000))
+    after = server_stats.parse_stats(body(30, 30_000_000))
+    (row,) = server_stats.difference(before, after)
+    assert row.requests == 20
+    assert row.queue_ms == pytest.approx(1.0)
+    assert row.compute_infer_ms == pytest.approx(10.0)
+    assert server_stats.difference(after, after) == []
+
+
+def _results(served_p50: float, served_best: float, naive: float) -> dict:
+    def pt(series: str, c: int, thr: float, p50: float) -> dict:
+        return Point(series, c, thr, p50, p50, p50, p50, p50, 10).as_dict()
+
+    return {
+        "title": "t",
+        "date": "d",
+        "command": "gesture-bench run",
+        "host": {
+            "commit": "abc",
+            "cpu": "cpu",
+            "cores": 2,
+            "memory_gib": 1,
+            "os": "os",
+            "python": "3",
+            "packages": {"onnxruntime": "1"},
+        },
+        "photos": {"folder": "samples", "count": 4, "hands": 5},
+        "options": {},
+        "series": [
+            pt(rp.INPROCESS, 1, 40.0, 25.0),
+            pt(rp.SERVED_GRPC, 1, 20.0, served_p50),
+            pt(rp.SERVED_GRPC, 2, served_best, 50.0),
+            pt(rp.NAIVE, 1, naive, 80.0),
+        ],
+        "commands": {"x": "perf_analyzer -m gesture_ensemble"},
+        "notes": [],
+        "breakdown": [
+            {
+                "model": "hand_detector",
+                "requests": 3,
+                "queue_ms": 0.1,
+                "compute_input_ms": 0.1,
+                "compute_infer_ms": 10.0,
+                "compute_output_ms": 0.1,
+            }
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    ("served_p50", "best", "naive", "latency", "throughput"),
+    [(27.0, 45.0, 12.0, "met", "met"), (40.0, 30.0, 12.0, "NOT met", "NOT met")],
+)
+def test_report_judges_targets_from_the_numbers(
+    tmp_path: Path,
+    served_p50: float,
+    best: float,
+    naive: float,
+    latency: str,
+    throughput: str,
+) -> None:
+    (tmp_path / rp.RESULTS_JSON).write_text(json.dumps(_results(served_p50, best, naive)))
+    text = rp.write_report(tmp_path).read_text()
+    assert f"{served_p50 / 25.0:.2f}x** (target <= 1.15x: {latency}" in text
+    assert f"{best / naive:.2f}x** (target >= 3.0x: {throughput})" in text
+    assert "| hand_detector | 3 |" in text
+    assert (tmp_path / "throughput_latency_p50.png").stat().st_size > 1000
