@@ -1,0 +1,135 @@
+"""The monitoring files name metrics a real Triton exports.
+
+Starts its own server with the flags docker-compose.yml and the Kubernetes Deployment pass
+(``--metrics-config=summary_latencies=true``; the session server of conftest.py runs without
+it), sends photos through both ensembles, and reads /metrics: every metric the Grafana dashboard,
+the prometheus-adapter rule and the unit tests' list of Triton metrics use must be there, with
+per-model series for the ensembles and their steps.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.http as httpclient
+import yaml
+from PIL import Image
+
+from gesture_recognition.serving.launcher import TritonServer, free_port
+from gesture_recognition.serving.repository import ServingOptions, build_repository
+from tests.unit.test_deployment import (
+    DASHBOARD,
+    DEPLOY,
+    TRITON_GPU_METRICS,
+    TRITON_METRICS,
+    adapter_expr_to_promql,
+    dashboard_exprs,
+    grafana_expr_to_promql,
+    metric_names,
+    service,
+)
+
+pytestmark = pytest.mark.functional
+
+ROOT = Path(__file__).resolve().parents[2]
+PHOTO = ROOT / "samples" / "subhih_2_pic00106.jpg"
+ENSEMBLES = ("gesture_ensemble", "gesture_ensemble_bytes")
+REQUESTS = 2
+
+
+def compose_server_flags() -> list[str]:
+    """The flags of the compose Triton command that shape /metrics."""
+    return [a for a in service("triton")["command"] if a.startswith("--metrics-config")]
+
+
+@pytest.fixture(scope="module")
+def metrics_text(serving_models, tmp_path_factory) -> Iterator[str]:
+    work = tmp_path_factory.mktemp("triton_metrics")
+    repository = build_repository(
+        "cpu", serving_models.path, work / "model_repository", ServingOptions()
+    )
+    server = TritonServer(
+        repository,
+        http_port=free_port(),
+        grpc_port=free_port(),
+        metrics_port=free_port(),
+        build_dir=work,
+        extra_args=compose_server_flags(),
+    )
+    with server:
+        client = httpclient.InferenceServerClient(server.http_url, network_timeout=120)
+        try:
+            image = np.asarray(Image.open(PHOTO).convert("RGB"))
+            pixels = httpclient.InferInput("IMAGE", list(image.shape), "UINT8")
+            pixels.set_data_from_numpy(image)
+            jpeg = httpclient.InferInput("IMAGE_BYTES", [1], "BYTES")
+            jpeg.set_data_from_numpy(np.array([PHOTO.read_bytes()], dtype=np.object_))
+            for _ in range(REQUESTS):
+                client.infer("gesture_ensemble", [pixels])
+                client.infer("gesture_ensemble_bytes", [jpeg])
+        finally:
+            client.close()
+        # An ensemble's success counter moves just after its response is sent: poll briefly.
+        deadline = time.monotonic() + 20
+        while True:
+            with urllib.request.urlopen(server.metrics_url, timeout=30) as response:
+                text = response.read().decode("utf-8")
+            counts = successes(text)
+            if all(counts.get(m, 0) >= REQUESTS for m in ENSEMBLES) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        yield text
+
+
+def successes(text: str) -> dict[str, int]:
+    return {
+        m.group(1): int(float(m.group(2)))
+        for m in re.finditer(
+            r'^nv_inference_request_success\{model="(\w+)",version="1"\} (\S+)$', text, flags=re.M
+        )
+    }
+
+
+def exported(text: str) -> set[str]:
+    return set(re.findall(r"^# TYPE (\w+) \w+$", text, flags=re.M))
+
+
+def test_the_metric_list_matches_a_live_server(metrics_text):
+    missing = (TRITON_METRICS - TRITON_GPU_METRICS) - exported(metrics_text)
+    assert not missing, f"Triton does not export {sorted(missing)}"
+
+
+def test_every_dashboard_and_autoscaling_metric_is_exported(metrics_text):
+    names = exported(metrics_text)
+    used = set()
+    for expr in dashboard_exprs(json.loads(DASHBOARD.read_text(encoding="utf-8"))):
+        used |= metric_names(grafana_expr_to_promql(expr))
+    values = yaml.safe_load(
+        (DEPLOY / "k8s" / "monitoring" / "prometheus-adapter-values.yaml").read_text()
+    )
+    for rule in values["rules"]["custom"]:
+        used |= metric_names(rule["seriesQuery"])
+        used |= metric_names(adapter_expr_to_promql(rule["metricsQuery"]))
+    assert not (used - TRITON_GPU_METRICS) - names
+
+
+def test_per_model_series_for_the_queries(metrics_text):
+    counts = successes(metrics_text)
+    for model in (*ENSEMBLES, "hand_detector", "gesture_classifier"):
+        assert counts.get(model, 0) >= REQUESTS, (model, counts)
+    # The p99 panel reads this quantile; it exists only with summary_latencies=true.
+    p99 = [
+        line
+        for line in metrics_text.splitlines()
+        if line.startswith("nv_inference_request_summary_us{")
+        and 'model="gesture_ensemble"' in line
+        and 'quantile="0.99"' in line
+    ]
+    assert p99 and float(p99[0].rsplit(" ", 1)[1]) > 0
