@@ -3,6 +3,7 @@
     gesture-client photos/ 'more/**/*.jpg' one.png            # table on stdout
     gesture-client photos/ --json > answers.jsonl             # one JSON object per line
     gesture-client photos/ --protocol http --save-annotated out/
+    gesture-client submit DATA_ROOT --out answers.csv         # MachinesCanSee 2021 answers.csv
 
 Exit codes: 0 all files classified; 1 some file failed (or an argument matched no photo);
 2 bad usage or nothing to classify; 3 the server is down or the model is not ready (a one-line
@@ -79,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
             "Inputs are files, folders (searched recursively for jpg/jpeg/png/bmp/webp) or "
             "globs ('**' recurses; quote them)."
         ),
-        epilog="Exit codes: 0 ok, 1 some file failed, 2 usage, 3 server down / model not ready.",
+        epilog="Exit codes: 0 ok, 1 some file failed, 2 usage, 3 server down / model not ready. "
+        "`gesture-client submit --help`: a MachinesCanSee 2021 answers.csv from test.csv.",
     )
     parser.add_argument("inputs", nargs="+", help="photo files, folders or globs")
     parser.add_argument(
@@ -269,6 +271,12 @@ def main(
 ) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["submit"]:
+        # A sub-command ahead of the photo arguments; a folder named "submit" is ./submit.
+        from .submit import main as submit_main
+
+        return submit_main(argv[1:], out, err)
     args = build_parser().parse_args(argv)
     if args.backoff < 0:
         print(f"{PROG}: error: --backoff must not be negative", file=err)

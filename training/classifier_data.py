@@ -26,6 +26,7 @@ from gesture_recognition.classifier_input import normalize, resize_crop
 from gesture_recognition.images import load_image
 from gesture_recognition.labels import LabelMap
 from gesture_recognition.training.crops import CROP_CONFIG, MANIFEST
+from gesture_recognition.training.splits import groups_on_several_sides
 
 SPLITS = ("train", "val", "test")
 
@@ -104,11 +105,10 @@ def read_crop_manifest(
 
 def leaked_groups(manifest: CropManifest) -> set[str]:
     """Groups (video, person, session) that appear in more than one split."""
-    seen: dict[str, set[str]] = {}
-    for split, records in manifest.splits.items():
-        for r in records:
-            seen.setdefault(r.group, set()).add(split)
-    return {g for g, splits in seen.items() if len(splits) > 1}
+    rows = [(str(r.path), r.group, split) for split, recs in manifest.splits.items() for r in recs]
+    return groups_on_several_sides(
+        {path: split for path, _, split in rows}, {path: group for path, group, _ in rows}
+    )
 
 
 def read_crop_config(crops_dir: Path) -> CropConfig | None:

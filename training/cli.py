@@ -4,7 +4,9 @@ gesture-train convert           hand-box datasets -> one YOLO detector dataset
 gesture-train train-detector    train (or --resume) the YOLO hand detector
 gesture-train export-detector   checkpoint -> hand_detector.onnx/.json (verified)
 gesture-train detect            run the ONNX detector over photos, cache the boxes
-gesture-train crops             cut classifier crops (topmost hand, expanded) from a cache
+                                (--layout mcs2021: the frames of a MachinesCanSee train.csv)
+gesture-train crops             cut classifier crops (topmost hand, expanded) from a cache,
+                                split train/val/test by group (video, person) when known
 gesture-train train-classifier  train the timm classifier on crops, export ONNX (verified)
 gesture-train evaluate          detector mAP, classifier and end-to-end metrics -> report
 gesture-train pseudo-labels     export / import detector pseudo-labels for review
@@ -70,7 +72,15 @@ def _cmd_export_detector(args: argparse.Namespace) -> int:
 def _cmd_detect(args: argparse.Namespace) -> int:
     from gesture_recognition.training.detect_cache import cache_detections
 
-    cache = cache_detections(args.models_dir, Path(args.root), Path(args.out))
+    root = Path(args.root)
+    images = None
+    if args.layout == "mcs2021":
+        from gesture_recognition.mcs2021 import read_train_csv
+
+        # Only the labelled frames: test frames are answered by the server, never trained on.
+        frames = read_train_csv(root, Path(args.train_csv) if args.train_csv else None)
+        images = [root / f.frame_path for f in frames]
+    cache = cache_detections(args.models_dir, root, Path(args.out), images=images)
     images = cache["images"]
     with_hand = sum(1 for e in images.values() if e["boxes"])  # type: ignore[union-attr]
     print(
@@ -81,14 +91,23 @@ def _cmd_detect(args: argparse.Namespace) -> int:
 
 
 def _cmd_crops(args: argparse.Namespace) -> int:
-    from gesture_recognition.training.crops import cut_crops, folder_labels, voc_labels
+    from gesture_recognition.training.crops import (
+        cut_crops,
+        folder_labels,
+        mcs2021_labels,
+        voc_labels,
+    )
 
     if args.no_hand == "whole" and args.layout == "voc":
-        raise ValueError("--no-hand whole needs photo-level labels (--layout folders)")
+        raise ValueError("--no-hand whole needs photo-level labels (--layout folders or mcs2021)")
 
     root = Path(args.root)
     if args.layout == "folders":
         labels = folder_labels(root, root / "manifest.csv")
+        fractions = (args.val, args.test)
+    elif args.layout == "mcs2021":
+        # Split by video_name: a video's frames never sit on both sides.
+        labels = mcs2021_labels(root, Path(args.train_csv) if args.train_csv else None)
         fractions = (args.val, args.test)
     else:
         labels = voc_labels(root)
@@ -259,6 +278,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("root")
     p.add_argument("--out", required=True, help="cache file (JSON); resumes if it exists")
     p.add_argument("--models-dir", default=None, help="folder with hand_detector.onnx/.json")
+    p.add_argument(
+        "--layout",
+        choices=["folders", "mcs2021"],
+        default="folders",
+        help="folders: every photo under root; mcs2021: the frames of <root>/train.csv",
+    )
+    p.add_argument("--train-csv", help="mcs2021: train.csv elsewhere than <root>/train.csv")
     p.set_defaults(func=_cmd_detect)
 
     p = sub.add_parser("crops", help="cut topmost-hand crops from a detection cache")
@@ -267,10 +293,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument(
         "--layout",
-        choices=["folders", "voc"],
+        choices=["folders", "voc", "mcs2021"],
         default="folders",
-        help="folders: <root>/<label>/<photo>; voc: photos with VOC box labels",
+        help="folders: <root>/<label>/<photo> (grouped by a manifest's group/video_name/user_id "
+        "column if any); voc: photos with VOC box labels; mcs2021: <root>/train.csv "
+        "(frame_path,video_name,label), split by video",
     )
+    p.add_argument("--train-csv", help="mcs2021: train.csv elsewhere than <root>/train.csv")
     p.add_argument("--label-map", default="mcs2021")
     p.add_argument("--scale", type=float, default=CropConfig().scale)
     p.add_argument("--no-square", action="store_true")

@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import csv
 import json
-import random
 import xml.etree.ElementTree as ET
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 from PIL import Image
@@ -31,12 +30,16 @@ from tqdm import tqdm
 
 from gesture_recognition.boxes import CropConfig, box_iou, select_topmost, topmost_hand_crop
 from gesture_recognition.images import load_image
+from gesture_recognition.mcs2021 import read_train_csv
 from gesture_recognition.training.detect_cache import read_cache
+from gesture_recognition.training.splits import grouped_split
 
 MANIFEST = "manifest.csv"
 CROP_CONFIG = "crop_config.json"
 # A detected box takes a ground-truth box's label only when they overlap this much.
 MATCH_IOU = 0.3
+# Columns of a folder dataset's manifest that name a photo's group, first found wins.
+GROUP_COLUMNS = ("group", "video_name", "user_id")
 
 
 @dataclass(frozen=True)
@@ -81,30 +84,18 @@ def split_stratified(
 ) -> dict[str, str]:
     """Assign val/test to photos without a split: per label, whole groups at a time.
 
-    Photos sharing a group (video, session, person) always land on the same side.
+    Photos sharing a group (video, session, person) always land on the same side; the rule
+    itself is :func:`gesture_recognition.training.splits.grouped_split`. Photos that bring
+    their own split keep it.
     """
-    val_frac, test_frac = fractions
-    by_label: dict[str, set[str]] = defaultdict(set)
-    group_of = {}
-    for rel, truth in labels.items():
-        if truth.split is not None:
-            continue
-        group = truth.group or rel
-        group_of[rel] = group
-        by_label[truth.label or "?"].add(group)
-    rng = random.Random(seed)
-    side: dict[str, str] = {}
-    for label in sorted(by_label):
-        groups = sorted(by_label[label] - side.keys())
-        rng.shuffle(groups)
-        n_test = round(len(groups) * test_frac)
-        n_val = round(len(groups) * val_frac)
-        for i, g in enumerate(groups):
-            side[g] = "test" if i < n_test else "val" if i < n_test + n_val else "train"
-    out = {}
-    for rel, truth in labels.items():
-        out[rel] = truth.split or side[group_of[rel]]
-    return out
+    free = {rel: truth for rel, truth in labels.items() if truth.split is None}
+    side = grouped_split(
+        {rel: truth.label for rel, truth in free.items()},
+        {rel: truth.group for rel, truth in free.items()},
+        fractions,
+        seed,
+    )
+    return {rel: truth.split or side[rel] for rel, truth in labels.items()}
 
 
 def cut_crops(
@@ -181,18 +172,42 @@ def cut_crops(
 
 
 def folder_labels(root: Path, manifest: Path | None = None) -> dict[str, PhotoLabel]:
-    """Class-per-folder photos (HaGRID crops): ``<root>/<label>/<photo>``."""
+    """Class-per-folder photos (HaGRID crops): ``<root>/<label>/<photo>``.
+
+    A ``manifest`` (``path,label`` and optionally a group column, see :data:`GROUP_COLUMNS`)
+    replaces the folder scan; its group then keeps a video's or person's photos together in
+    the split.
+    """
     root = Path(root)
     out = {}
     if manifest is not None and Path(manifest).is_file():
         with Path(manifest).open(encoding="utf-8") as f:
-            for row in csv.DictReader(f):
-                out[row["path"]] = PhotoLabel(label=row["label"])
+            reader = csv.DictReader(f)
+            group_column = next((c for c in GROUP_COLUMNS if c in (reader.fieldnames or [])), None)
+            for row in reader:
+                group = (row.get(group_column) or "").strip() if group_column else ""
+                out[row["path"]] = PhotoLabel(label=row["label"], group=group or None)
         return out
     for path in sorted(root.glob("*/*")):
         if path.suffix.lower() in {".jpg", ".jpeg", ".png"}:
             out[path.relative_to(root).as_posix()] = PhotoLabel(label=path.parent.name)
     return out
+
+
+def mcs2021_labels(root: Path, train_csv: Path | None = None) -> dict[str, PhotoLabel]:
+    """The frames of a MachinesCanSee 2021 ``train.csv``, grouped by ``video_name``.
+
+    The competition gives frame labels but no boxes: crops come from the detection cache
+    (``gesture-train detect --layout mcs2021``), whose boxes are the pseudo-labels.
+    """
+    frames = read_train_csv(Path(root), train_csv)
+    # Keys as the detection cache writes them (``./a.jpg`` is cached as ``a.jpg``).
+    return {
+        PurePosixPath(f.frame_path.replace("\\", "/")).as_posix(): PhotoLabel(
+            label=f.label, group=f"video:{f.video_name}"
+        )
+        for f in frames
+    }
 
 
 def voc_labels(root: Path) -> dict[str, PhotoLabel]:
