@@ -1,16 +1,19 @@
-"""The monitoring files name metrics a real Triton exports.
+"""The monitoring and load-test files work against a real Triton.
 
 Starts its own server with the flags docker-compose.yml and the Kubernetes Deployment pass
 (``--metrics-config=summary_latencies=true``; the session server of conftest.py runs without
 it), sends photos through both ensembles, and reads /metrics: every metric the Grafana dashboard,
 the prometheus-adapter rule and the unit tests' list of Triton metrics use must be there, with
-per-model series for the ensembles and their steps.
+per-model series for the ensembles and their steps. Then docker-compose.yml's ``loadtest``
+command, pointed at the same server, with the input data its ``loadtest-data`` service writes.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -22,6 +25,7 @@ import tritonclient.http as httpclient
 import yaml
 from PIL import Image
 
+from gesture_recognition.benchmarks import perf_analyzer
 from gesture_recognition.serving.launcher import TritonServer, free_port
 from gesture_recognition.serving.repository import ServingOptions, build_repository
 from tests.unit.test_deployment import (
@@ -31,6 +35,7 @@ from tests.unit.test_deployment import (
     TRITON_METRICS,
     adapter_expr_to_promql,
     dashboard_exprs,
+    flag_value,
     grafana_expr_to_promql,
     metric_names,
     service,
@@ -50,7 +55,7 @@ def compose_server_flags() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def metrics_text(serving_models, tmp_path_factory) -> Iterator[str]:
+def compose_like_server(serving_models, tmp_path_factory) -> Iterator[TritonServer]:
     work = tmp_path_factory.mktemp("triton_metrics")
     repository = build_repository(
         "cpu", serving_models.path, work / "model_repository", ServingOptions()
@@ -64,28 +69,37 @@ def metrics_text(serving_models, tmp_path_factory) -> Iterator[str]:
         extra_args=compose_server_flags(),
     )
     with server:
-        client = httpclient.InferenceServerClient(server.http_url, network_timeout=120)
-        try:
-            image = np.asarray(Image.open(PHOTO).convert("RGB"))
-            pixels = httpclient.InferInput("IMAGE", list(image.shape), "UINT8")
-            pixels.set_data_from_numpy(image)
-            jpeg = httpclient.InferInput("IMAGE_BYTES", [1], "BYTES")
-            jpeg.set_data_from_numpy(np.array([PHOTO.read_bytes()], dtype=np.object_))
-            for _ in range(REQUESTS):
-                client.infer("gesture_ensemble", [pixels])
-                client.infer("gesture_ensemble_bytes", [jpeg])
-        finally:
-            client.close()
-        # An ensemble's success counter moves just after its response is sent: poll briefly.
-        deadline = time.monotonic() + 20
-        while True:
-            with urllib.request.urlopen(server.metrics_url, timeout=30) as response:
-                text = response.read().decode("utf-8")
-            counts = successes(text)
-            if all(counts.get(m, 0) >= REQUESTS for m in ENSEMBLES) or time.monotonic() > deadline:
-                break
-            time.sleep(0.2)
-        yield text
+        yield server
+
+
+@pytest.fixture(scope="module")
+def metrics_text(compose_like_server: TritonServer) -> str:
+    server = compose_like_server
+    client = httpclient.InferenceServerClient(server.http_url, network_timeout=120)
+    try:
+        image = np.asarray(Image.open(PHOTO).convert("RGB"))
+        pixels = httpclient.InferInput("IMAGE", list(image.shape), "UINT8")
+        pixels.set_data_from_numpy(image)
+        jpeg = httpclient.InferInput("IMAGE_BYTES", [1], "BYTES")
+        jpeg.set_data_from_numpy(np.array([PHOTO.read_bytes()], dtype=np.object_))
+        for _ in range(REQUESTS):
+            client.infer("gesture_ensemble", [pixels])
+            client.infer("gesture_ensemble_bytes", [jpeg])
+    finally:
+        client.close()
+    # An ensemble's success counter moves just after its response is sent: poll briefly.
+    deadline = time.monotonic() + 20
+    while True:
+        text = scrape(server)
+        counts = successes(text)
+        if all(counts.get(m, 0) >= REQUESTS for m in ENSEMBLES) or time.monotonic() > deadline:
+            return text
+        time.sleep(0.2)
+
+
+def scrape(server: TritonServer) -> str:
+    with urllib.request.urlopen(server.metrics_url, timeout=30) as response:
+        return response.read().decode("utf-8")
 
 
 def successes(text: str) -> dict[str, int]:
@@ -133,3 +147,48 @@ def test_per_model_series_for_the_queries(metrics_text):
         and 'quantile="0.99"' in line
     ]
     assert p99 and float(p99[0].rsplit(" ", 1)[1]) > 0
+
+
+def test_the_compose_loadtest_command_drives_the_ensemble(
+    compose_like_server, metrics_text, tmp_path
+):
+    """docker-compose.yml's loadtest, pointed at this server: its input data parses and its
+    photo reaches every step (the classifier runs only when the detector found a hand)."""
+    server = compose_like_server
+    data = service("loadtest-data")["command"]
+    written = flag_value(data, "--out")
+    local_data = tmp_path / Path(written).name
+    subprocess.run(
+        [sys.executable, str(ROOT / data[1]), str(ROOT / data[2]), "--out", str(local_data)],
+        check=True,
+        capture_output=True,
+    )
+    command = service("loadtest")["command"]
+    replace = {
+        written: str(local_data),
+        flag_value(command, "-u"): server.grpc_url,
+        flag_value(command, "--metrics-url"): server.metrics_url,
+        flag_value(command, "-f"): str(tmp_path / "results.csv"),
+        flag_value(command, "--concurrency-range"): "1:1",
+    }
+    args = [replace.get(a, a) for a in command[1:]]
+    # Bounded: on two shared cores the default time windows may never call the numbers
+    # stable, and stability is not what this test is about.
+    args += ["--measurement-mode", "count_windows", "--measurement-request-count", "5"]
+    args += ["--max-trials", "3"]
+    before = successes(scrape(server))
+    result = subprocess.run(
+        [str(perf_analyzer.find_binary()), *args],
+        env=perf_analyzer.environment(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    log = result.stdout + result.stderr
+    assert "Successfully read data" in log, log[-2000:]
+    after = successes(scrape(server))
+    for model in ("gesture_ensemble", "hand_detector", "gesture_classifier"):
+        assert after[model] - before.get(model, 0) >= 5, (model, log[-2000:])
+    # Stable or not, perf_analyzer must not have failed on the data or the server.
+    assert result.returncode == 0 or "Failed to obtain stable measurement" in log, log[-2000:]
