@@ -46,6 +46,7 @@ EXIT_OK, EXIT_USAGE, EXIT_RUN = 0, 2, 3
 # Output tensors of the ensemble are small, but variable: room for MAX_HANDS boxes and more.
 OUTPUT_SHM_BYTES = 64 * 1024
 PERF_TIMEOUT_S = 900.0
+MAX_STABILITY_PERCENTAGE = 40
 
 
 def concurrency_range(text: str) -> tuple[int, int, int]:
@@ -160,7 +161,7 @@ def perf_series(
             output_shared_memory_size=OUTPUT_SHM_BYTES if shared_memory != "none" else 0,
         )
         before = server_stats.snapshot(server.http_url) if c == breakdown_at else None
-        rows = pa.run(spec, PERF_TIMEOUT_S, log_path=out_dir / "logs" / f"{slug}_c{c}.log")
+        rows = run_stable(rec, spec, out_dir / "logs" / f"{slug}_c{c}.log", label)
         if before is not None:
             after = server_stats.snapshot(server.http_url)
             rec.breakdown = [asdict(r) for r in server_stats.difference(before, after)]
@@ -176,6 +177,24 @@ def perf_series(
             input_data=Path("inputs") / input_json.name,
         )
         rec.commands.setdefault(label, pa.command_line(shown))
+
+
+def run_stable(
+    rec: Recorder, spec: pa.PerfRun, log_path: Path, label: str
+) -> list[dict[str, float]]:
+    """perf_analyzer, loosening its stability tolerance (10 -> 20 -> 40 %) when a noisy host
+    gives no stable windows; every loosening is written into the report's notes."""
+    while True:
+        try:
+            return pa.run(spec, PERF_TIMEOUT_S, log_path=log_path)
+        except pa.UnstableMeasurementError:
+            if spec.stability_percentage >= MAX_STABILITY_PERCENTAGE:
+                raise
+            spec = replace(spec, stability_percentage=spec.stability_percentage * 2)
+            rec.notes.append(
+                f"{label}, concurrency {spec.concurrency[0]}: no stable windows at the default "
+                f"tolerance; measured with --stability-percentage {spec.stability_percentage}."
+            )
 
 
 def trace(models_dir: Path, photos_dir: Path, limit: int, opts: ServingOptions) -> tuple[

@@ -29,6 +29,10 @@ class PerfAnalyzerError(RuntimeError):
     """perf_analyzer is missing, cannot start, or a run failed."""
 
 
+class UnstableMeasurementError(PerfAnalyzerError):
+    """perf_analyzer found no stable windows (a noisy host): retry with a looser tolerance."""
+
+
 def find_binary() -> Path:
     """``perf_analyzer`` from the active venv first, then ``PATH``."""
     here = Path(sys.prefix) / "bin" / "perf_analyzer"
@@ -167,6 +171,11 @@ def run(spec: PerfRun, timeout_s: float, log_path: Path | None = None) -> list[d
     if log_path is not None:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_path.write_text(output)
+    if proc.returncode != 0 and "Failed to obtain stable measurement" in output:
+        raise UnstableMeasurementError(
+            f"perf_analyzer on {spec.model} ({spec.protocol}) found no stable measurement within "
+            f"{spec.stability_percentage}% over {spec.max_trials} windows"
+        )
     if proc.returncode != 0 or not spec.csv_path.is_file():
         tail = "\n".join(output.strip().splitlines()[-15:])
         raise PerfAnalyzerError(

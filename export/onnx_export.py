@@ -219,7 +219,10 @@ def one_class_yaml(model_yaml: str, folder: Path) -> Path:
     cfg = dict(yaml_model_load(model_yaml))
     cfg["nc"] = 1
     cfg.pop("yaml_file", None)
-    path = folder / Path(model_yaml).name
+    # ultralytics maps "yolov5xu" to "yolov5x" before looking for the file (the anchor-free
+    # "u" head is what its yolov5.yaml defines), so a copy must carry the name without the "u".
+    name = re.sub(r"^(yolov\d+[nslmx])u(\.ya?ml)$", r"\1\2", Path(model_yaml).name)
+    path = folder / name
     path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
     return path
 
@@ -257,8 +260,30 @@ def make_untrained_models(
         export_detector(ckpt, out, imgsz=imgsz, conf_threshold=0.0)
     labels = load_label_map(label_map)
     net = timm.create_model(classifier_arch, pretrained=False, num_classes=labels.num_classes)
+    _settle_batch_norm(net, classifier_size)
     spec = ClassifierSpec(
         label_map=labels, input_size=classifier_size, architecture=classifier_arch
     )
     export_classifier(net, spec, out, max_batch=max_hands)
     return out
+
+
+def _settle_batch_norm(net: object, size: int, passes: int = 2) -> None:
+    """Give a random-weight network batch-norm statistics of its own activations.
+
+    With the default running statistics (mean 0, variance 1) a deep random network such as
+    EfficientNetV2-M blows its logits up to ~1e7, where float rounding alone makes ONNX and
+    PyTorch disagree; measured statistics keep it in range, like a trained network.
+    """
+    import torch
+
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]  # type: ignore[attr-defined]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the passes
+    net.train()  # type: ignore[attr-defined]
+    with torch.no_grad():
+        generator = torch.Generator().manual_seed(0)
+        for _ in range(passes):
+            net(torch.rand((4, 3, size, size), generator=generator) * 2 - 1)  # type: ignore[operator]
+    net.eval()  # type: ignore[attr-defined]

@@ -332,3 +332,17 @@ def test_report_judges_targets_from_the_numbers(
     assert f"{best / naive:.2f}x** (target >= 3.0x: {throughput})" in text
     assert "| hand_detector | 3 |" in text
     assert (tmp_path / "throughput_latency_p50.png").stat().st_size > 1000
+
+
+def test_original_detector_definition_builds_offline(tmp_path: Path) -> None:
+    """The 2021 row's YOLOv5x (ultralytics' anchor-free yolov5xu) builds from its yaml copy."""
+    from gesture_recognition.export.onnx_export import one_class_yaml
+    from gesture_recognition.training.offline import configure_offline
+
+    configure_offline()
+    from ultralytics import YOLO
+
+    path = one_class_yaml("yolov5xu.yaml", tmp_path)
+    model = YOLO(str(path)).model
+    assert model.yaml["nc"] == 1
+    assert model.yaml["scale"] == "x"
