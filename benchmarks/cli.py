@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import datetime as dt
 import json
+import re
 import shlex
 import sys
 import tempfile
@@ -147,7 +148,7 @@ def perf_series(
 ) -> None:
     """One perf_analyzer run per concurrency (so Triton's statistics can be read around the
     one that matters), CSVs and logs kept under ``out_dir/csv``."""
-    slug = label.replace(" ", "_").replace("/", "-")
+    slug = re.sub(r"[^A-Za-z0-9]+", "_", label).strip("_")
     for c in concurrencies(span):
         spec = pa.PerfRun(
             model=model,
@@ -304,6 +305,7 @@ def run_original(
         make_untrained_models(
             models, imgsz=640, detector_yaml="yolov5xu.yaml",
             classifier_arch="tf_efficientnetv2_m", classifier_size=384, max_hands=1,
+            verify=False,
         )
     opts = ServingOptions(max_hands=1)
     pipeline, photos = trace(models, args.photos, args.limit, opts)
