@@ -3,6 +3,7 @@
     python export/build_engines.py                       # cpu: build/model_repository
     python export/build_engines.py --target onnxruntime  # NGC container, native ORT backend
     python export/build_engines.py --target tensorrt --dry-run
+    python export/build_engines.py --int8-classifier     # cpu, INT8 classifier (opt-in)
     python -m gesture_recognition.export.build_engines --target tensorrt   # on a GPU host
 
 The configs come from ``gesture_recognition.serving.repository`` (the one source of truth);
@@ -10,6 +11,12 @@ The configs come from ``gesture_recognition.serving.repository`` (the one source
 ``tensorrt`` the engines are built from the ONNX files with ``trtexec`` (or the TensorRT Python
 API) inside the NGC Triton container of the server's release, named per GPU compute capability
 (``cc_model_filenames``). Each build writes ``BUILD_REPORT.md`` beside the models.
+
+``--int8-classifier`` (cpu / onnxruntime) serves a static INT8 (QOperator) copy of the gesture
+classifier, calibrated on the train crops of ``--calib-crops`` and verified against the FP32
+model on its held-out val + test crops; a copy that fails verification stops the build before
+anything is written. It is opt-in: the measurements behind that choice are in
+``reports/cpu_speedups/REPORT.md``.
 """
 
 from __future__ import annotations
@@ -23,7 +30,25 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from gesture_recognition.artifacts import shipped_models_dir
+from gesture_recognition.artifacts import (
+    CLASSIFIER_JSON,
+    CLASSIFIER_ONNX,
+    DETECTOR_JSON,
+    DETECTOR_ONNX,
+    read_classifier_spec,
+    shipped_models_dir,
+)
+from gesture_recognition.export.onnx_export import VerificationError
+from gesture_recognition.export.quantize import (
+    CALIBRATION_SPLITS,
+    DEFAULT_MAX_PROB_DIFF,
+    DEFAULT_MIN_AGREEMENT,
+    VERIFICATION_SPLITS,
+    CalibrationDataError,
+    QuantSettings,
+    quantize_classifier_verified,
+    split_inputs,
+)
 from gesture_recognition.export.trt_engines import (
     DEFAULT_WORKSPACE_MB,
     PRECISIONS,
@@ -50,6 +75,11 @@ REPORT_NAME = "BUILD_REPORT.md"
 
 class UserError(Exception):
     """A problem with the arguments or the inputs: one line on stderr, exit code 2."""
+
+
+def default_calib_crops() -> Path:
+    """The MachinesCanSee crops ``gesture-train crops`` cuts for the served classifier."""
+    return shipped_models_dir().parent / "runs" / "crops" / "hagrid_mcs2021"
 
 
 def default_out(target: str) -> Path:
@@ -98,9 +128,67 @@ def _options(args: argparse.Namespace, cc: str | None = None) -> ServingOptions:
         raise UserError(str(exc)) from exc
 
 
+def stage_int8_classifier(args: argparse.Namespace, staging: Path) -> tuple[Path, list[str]]:
+    """A models folder in ``staging`` whose classifier is the verified INT8 copy of the FP32 one.
+
+    Raises VerificationError when the INT8 model disagrees with FP32 beyond the limits.
+    """
+    models = Path(args.models_dir)
+    crops = Path(args.calib_crops)
+    if not (crops / "manifest.csv").is_file():
+        raise UserError(
+            f"--int8-classifier needs real calibration crops: no manifest.csv in {crops} (cut "
+            "them with `gesture-train crops`, see training/recipe.sh, or pass --calib-crops)"
+        )
+    for name in (DETECTOR_ONNX, DETECTOR_JSON, CLASSIFIER_ONNX, CLASSIFIER_JSON):
+        if not (models / name).is_file():
+            raise UserError(f"models directory {models} lacks {name}")
+    staged = staging / "models"
+    staged.mkdir(parents=True)
+    for name in (DETECTOR_ONNX, DETECTOR_JSON, CLASSIFIER_JSON):
+        shutil.copyfile(models / name, staged / name)
+    spec = read_classifier_spec(models / CLASSIFIER_JSON)
+    try:
+        calibration = split_inputs(crops, spec, CALIBRATION_SPLITS)
+        held_out = split_inputs(crops, spec, VERIFICATION_SPLITS)
+    except CalibrationDataError as exc:
+        raise UserError(str(exc)) from exc
+    settings = QuantSettings()
+    print(
+        f"quantising {CLASSIFIER_ONNX}: {settings.describe()}, {len(calibration)} calibration "
+        f"crops; verifying on {len(held_out)} held-out crops",
+        flush=True,
+    )
+    check = quantize_classifier_verified(
+        models / CLASSIFIER_ONNX,
+        staged / CLASSIFIER_ONNX,
+        spec,
+        calibration,
+        held_out,
+        settings,
+        min_agreement=args.int8_min_agreement,
+        max_prob_diff=args.int8_max_prob_diff,
+    )
+    lines = [
+        f"Gesture classifier: INT8 ({settings.describe()}), calibrated on {len(calibration)} "
+        f"{'/'.join(CALIBRATION_SPLITS)} crops of `{crops}`.",
+        f"Verified against FP32 `{models / CLASSIFIER_ONNX}` on {check.samples} held-out "
+        f"{'/'.join(VERIFICATION_SPLITS)} crops: top-1 agreement {check.top1_agreement:.3f} "
+        f"(limit >= {args.int8_min_agreement}), max softmax difference "
+        f"{check.max_prob_diff:.3f} (limit <= {args.int8_max_prob_diff}), mean "
+        f"{check.mean_prob_diff:.3f}, max logit difference {check.max_logit_diff:.3f}.",
+        "Speed and held-out accuracy of this choice: reports/cpu_speedups/REPORT.md.",
+    ]
+    return staged, lines
+
+
 def build_cpu_like(args: argparse.Namespace) -> int:
-    out = build_repository(args.target, args.models_dir, args.out, _options(args))
-    print(_write_report(out, args.target))
+    with tempfile.TemporaryDirectory() as tmp:
+        models, extra = Path(args.models_dir), []
+        if args.int8_classifier:
+            models, extra = stage_int8_classifier(args, Path(tmp))
+        out = build_repository(args.target, models, args.out, _options(args))
+    print(_write_report(out, args.target, extra))
     return 0
 
 
@@ -242,7 +330,37 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--calib-dir", type=Path, default=None, help="int8: folder of <model>.cache files"
     )
+    p.add_argument(
+        "--int8-classifier",
+        action="store_true",
+        help="cpu/onnxruntime: serve a static INT8 classifier, verified against FP32",
+    )
+    p.add_argument(
+        "--calib-crops",
+        type=Path,
+        default=None,
+        help="int8 classifier: crop folder with manifest.csv (default runs/crops/hagrid_mcs2021)",
+    )
+    p.add_argument(
+        "--int8-min-agreement",
+        type=_fraction,
+        default=DEFAULT_MIN_AGREEMENT,
+        help="int8 classifier: least top-1 agreement with FP32 on held-out crops",
+    )
+    p.add_argument(
+        "--int8-max-prob-diff",
+        type=_fraction,
+        default=DEFAULT_MAX_PROB_DIFF,
+        help="int8 classifier: largest softmax difference from FP32 on any held-out crop",
+    )
     return p
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1], got {value}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -250,6 +368,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.out is None:
             args.out = default_out(args.target)
+        if args.calib_crops is not None and not args.int8_classifier:
+            raise UserError("--calib-crops only applies with --int8-classifier")
+        if args.calib_crops is None:
+            args.calib_crops = default_calib_crops()
+        if args.target == "tensorrt" and args.int8_classifier:
+            raise UserError(
+                "--int8-classifier is for the cpu and onnxruntime targets; TensorRT builds INT8 "
+                "engines with --precision int8"
+            )
         if args.target != "tensorrt":
             tensorrt_only = [
                 flag
@@ -271,6 +398,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TensorRTUnavailableError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except VerificationError as exc:
+        print(f"error: {exc}; no repository was written", file=sys.stderr)
+        return 1
     except (UserError, RepositoryError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,324 @@
+"""export/quantize.py and the ``--int8-classifier`` path of export/build_engines.py: static
+QOperator INT8 of a small model, its verification against FP32 (which must be able to fail), the
+adopt/not-adopt decision, and the build refusing to write a repository that fails. No timing
+assertions: speed is measured by export/cpu_speedups.py, not tested."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from PIL import Image
+
+from gesture_recognition.artifacts import (
+    CLASSIFIER_JSON,
+    CLASSIFIER_ONNX,
+    ClassifierSpec,
+    read_classifier_spec,
+    shipped_models_dir,
+)
+from gesture_recognition.export import build_engines
+from gesture_recognition.export.onnx_export import VerificationError
+from gesture_recognition.export.quantize import (
+    CalibrationDataError,
+    QuantSettings,
+    QuantVerification,
+    compare_classifiers,
+    edge_nodes,
+    int8_decision,
+    manifest_crops,
+    quantize_classifier_verified,
+    quantize_model,
+    split_inputs,
+)
+from gesture_recognition.labels import load_label_map
+
+SIZE = 16
+REAL_CROPS = shipped_models_dir().parent / "runs" / "crops" / "hagrid_mcs2021"
+
+
+# ------------------------------------------------------------------------------ fixtures
+
+
+def tiny_classifier(path: Path, num_classes: int = 7, seed: int = 0) -> Path:
+    """Conv -> Relu -> Conv -> Relu -> GlobalAveragePool -> Flatten -> Gemm, random weights."""
+    rng = np.random.default_rng(seed)
+
+    def init(name: str, *shape: int) -> onnx.TensorProto:
+        fan_in = int(np.prod(shape[1:])) or 1
+        return numpy_helper.from_array(
+            (rng.standard_normal(shape) / np.sqrt(fan_in)).astype(np.float32), name
+        )
+
+    nodes = [
+        helper.make_node("Conv", ["input", "w1", "b1"], ["c1"], name="conv1", pads=[1] * 4),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], name="conv2", pads=[1] * 4),
+        helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
+        helper.make_node("GlobalAveragePool", ["r2"], ["gap"], name="gap"),
+        helper.make_node("Flatten", ["gap"], ["flat"], name="flatten"),
+        helper.make_node("Gemm", ["flat", "wf", "bf"], ["logits"], name="fc", transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, SIZE, SIZE])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", num_classes])],
+        [
+            init("w1", 16, 3, 3, 3),
+            init("b1", 16),
+            init("w2", 32, 16, 3, 3),
+            init("b2", 32),
+            init("wf", num_classes, 32),
+            init("bf", num_classes),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def spec() -> ClassifierSpec:
+    return ClassifierSpec(label_map=load_label_map("mcs2021"), input_size=SIZE)
+
+
+def write_crops(root: Path, per_split: dict[str, int], size: int = 24, seed: int = 0) -> Path:
+    """A crop folder like ``gesture-train crops`` writes: PNGs + manifest.csv."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    classes = load_label_map("mcs2021").classes
+    for split, n in per_split.items():
+        for i in range(n):
+            label = classes[i % len(classes)]
+            rel = f"{split}/{label}/{i}.png"
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            # Smooth blobs rather than white noise: closer to what activations see in photos.
+            base = rng.integers(0, 256, (4, 4, 3)).astype(np.uint8)
+            Image.fromarray(base).resize((size, size), Image.Resampling.BILINEAR).save(root / rel)
+            rows.append({"path": rel, "label": label, "split": split})
+    with (root / "manifest.csv").open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=["path", "label", "split"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return root
+
+
+@pytest.fixture(scope="module")
+def crops(tmp_path_factory) -> Path:
+    return write_crops(tmp_path_factory.mktemp("crops"), {"train": 24, "val": 8, "test": 8})
+
+
+def op_types(path: Path) -> list[str]:
+    return [n.op_type for n in onnx.load(str(path)).graph.node]
+
+
+# ------------------------------------------------------------------------------ quantisation
+
+
+def test_quantized_model_is_qoperator_and_close_to_fp32(tmp_path, spec, crops):
+    fp32 = tiny_classifier(tmp_path / "fp32.onnx")
+    calibration = split_inputs(crops, spec, ("train",))
+    held_out = split_inputs(crops, spec, ("val", "test"))
+    assert calibration.shape == (24, 3, SIZE, SIZE) and held_out.shape == (16, 3, SIZE, SIZE)
+
+    int8 = quantize_model(fp32, tmp_path / "int8.onnx", "input", calibration, QuantSettings())
+    ops = op_types(int8)
+    # QOperator format: integer ops, no QuantizeLinear/DequantizeLinear pairs around each op.
+    assert "QLinearConv" in ops
+    assert "DequantizeLinear" in ops and ops.count("QuantizeLinear") < len(ops) // 2
+    # float_edges keeps the first conv and the Gemm float.
+    assert ops.count("Conv") == 1 and "Gemm" in ops
+    assert set(edge_nodes(fp32)) == {"conv1", "fc"}
+
+    result = compare_classifiers(fp32, int8, spec, held_out)
+    assert result.samples == 16
+    assert result.top1_agreement >= 0.8
+    assert 0.0 < result.max_prob_diff < 0.2
+    assert result.mean_prob_diff <= result.max_prob_diff
+
+
+def test_all_layers_setting_quantizes_the_edges_too(tmp_path, spec, crops):
+    fp32 = tiny_classifier(tmp_path / "fp32.onnx")
+    calibration = split_inputs(crops, spec, ("train",))
+    settings = QuantSettings(float_edges=False)
+    int8 = quantize_model(fp32, tmp_path / "int8.onnx", "input", calibration, settings)
+    ops = op_types(int8)
+    assert "Conv" not in ops and ops.count("QLinearConv") == 2
+    assert "all layers" in settings.describe() and "QOperator" in settings.describe()
+
+
+def test_verification_catches_a_broken_model(tmp_path, spec, crops):
+    fp32 = tiny_classifier(tmp_path / "fp32.onnx", seed=0)
+    other = tiny_classifier(tmp_path / "other.onnx", seed=1)  # same graph, other weights
+    held_out = split_inputs(crops, spec, ("val", "test"))
+    same = compare_classifiers(fp32, fp32, spec, held_out)
+    assert same.top1_agreement == 1.0 and same.max_prob_diff == 0.0
+    same.check()
+    broken = compare_classifiers(fp32, other, spec, held_out)
+    assert broken.top1_agreement < 0.9
+    with pytest.raises(VerificationError, match="top-1 agreement"):
+        broken.check()
+
+
+def test_verified_quantization_refuses_to_write_on_failure(tmp_path, spec, crops):
+    fp32 = tiny_classifier(tmp_path / "fp32.onnx")
+    calibration = split_inputs(crops, spec, ("train",))
+    held_out = split_inputs(crops, spec, ("val", "test"))
+    out = tmp_path / "out" / "int8.onnx"
+    with pytest.raises(VerificationError, match="max softmax difference"):
+        # INT8 never reproduces FP32 softmax exactly: a zero tolerance must fail.
+        quantize_classifier_verified(
+            fp32, out, spec, calibration, held_out, min_agreement=0.0, max_prob_diff=0.0
+        )
+    assert not out.exists()
+    result = quantize_classifier_verified(
+        fp32, out, spec, calibration, held_out, min_agreement=0.5, max_prob_diff=0.5
+    )
+    assert out.is_file() and result.samples == len(held_out)
+
+
+def test_check_needs_samples_and_limits():
+    with pytest.raises(VerificationError, match="no input"):
+        QuantVerification(1.0, 0.0, 0.0, 0.0, 0).check()
+    QuantVerification(0.95, 0.25, 0.01, 1.0, 62).check(0.95, 0.25)  # limits are inclusive
+    with pytest.raises(VerificationError):
+        QuantVerification(0.949, 0.1, 0.01, 1.0, 62).check(0.95, 0.25)
+    with pytest.raises(VerificationError):
+        QuantVerification(1.0, 0.251, 0.01, 1.0, 62).check(0.95, 0.25)
+
+
+def test_calibration_data_errors(tmp_path, spec, crops):
+    with pytest.raises(FileNotFoundError):
+        manifest_crops(tmp_path, ("train",))
+    with pytest.raises(CalibrationDataError, match="no crop in split"):
+        split_inputs(crops, spec, ("nope",))
+    assert len(manifest_crops(crops, ("train",), limit=5)) == 5
+    with pytest.raises(CalibrationDataError):
+        quantize_model(
+            tiny_classifier(tmp_path / "m.onnx"),
+            tmp_path / "q.onnx",
+            "input",
+            np.zeros((0, 3, SIZE, SIZE), np.float32),
+        )
+
+
+# ------------------------------------------------------------------------------ decision
+
+FP32 = {"accuracy": 0.774, "macro_f1": 0.674}
+
+
+def test_decision_adopts_only_faster_and_not_worse():
+    good = int8_decision(FP32, FP32, 6.0, 4.0, agreement=1.0)
+    assert good.adopt and any("1.50x" in r for r in good.reasons)
+
+    slow = int8_decision(FP32, FP32, 6.0, 5.8, agreement=1.0)
+    assert not slow.adopt and any("below the required" in r for r in slow.reasons)
+
+    worse = int8_decision(FP32, {"accuracy": 0.774, "macro_f1": 0.650}, 6.0, 4.0, agreement=1.0)
+    assert not worse.adopt and any("macro_f1 drops" in r for r in worse.reasons)
+
+    flips = int8_decision(FP32, FP32, 6.0, 4.0, agreement=0.90)
+    assert not flips.adopt and any("agreement 0.900 is below" in r for r in flips.reasons)
+
+    # A better INT8 score is no drop; a tolerance can allow a small loss.
+    better = int8_decision(FP32, {"accuracy": 0.8, "macro_f1": 0.7}, 6.0, 4.0, agreement=0.96)
+    assert better.adopt
+    tolerated = int8_decision(
+        FP32, {"accuracy": 0.76, "macro_f1": 0.67}, 6.0, 4.0, 0.96, max_metric_drop=0.02
+    )
+    assert tolerated.adopt
+
+
+# ------------------------------------------------------------------------------ build path
+
+
+def shipped_copy(tmp_path: Path) -> Path:
+    models = tmp_path / "models"
+    shutil.copytree(shipped_models_dir(), models, ignore=shutil.ignore_patterns("finger_count"))
+    return models
+
+
+def test_build_int8_classifier_writes_a_verified_repository(tmp_path, capsys):
+    crops = write_crops(tmp_path / "crops", {"train": 6, "val": 3, "test": 3}, size=64)
+    out = tmp_path / "repo"
+    code = build_engines.main(
+        [
+            "--int8-classifier",
+            "--calib-crops",
+            str(crops),
+            # Six random-blob crops calibrate poorly: these limits test the wiring, not accuracy.
+            "--int8-min-agreement",
+            "0",
+            "--int8-max-prob-diff",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    served = out / "gesture_classifier" / "1" / "model.onnx"
+    assert "QLinearConv" in op_types(served)
+    # The detector and the spec are the shipped ones, untouched.
+    assert (out / "hand_detector" / "1" / "model.onnx").read_bytes() == (
+        shipped_models_dir() / "hand_detector.onnx"
+    ).read_bytes()
+    assert read_classifier_spec(out / "gesture_classifier" / "1" / CLASSIFIER_JSON) == (
+        read_classifier_spec(shipped_models_dir() / CLASSIFIER_JSON)
+    )
+    report = (out / build_engines.REPORT_NAME).read_text(encoding="utf-8")
+    assert "INT8" in report and "top-1 agreement" in report and "6 train crops" in report
+
+
+def test_build_refuses_a_repository_that_fails_int8_verification(tmp_path, capsys):
+    crops = write_crops(tmp_path / "crops", {"train": 4, "val": 2, "test": 2}, size=64)
+    out = tmp_path / "repo"
+    code = build_engines.main(
+        [
+            *("--int8-classifier", "--calib-crops", str(crops)),
+            *("--int8-max-prob-diff", "0", "--out", str(out)),
+        ]
+    )
+    assert code == 1
+    assert "no repository was written" in capsys.readouterr().err
+    assert not out.exists()
+    assert not any(p.name.startswith(".repo") for p in tmp_path.iterdir())
+
+
+def test_build_int8_user_errors_exit_2(tmp_path, capsys):
+    missing = ["--int8-classifier", "--calib-crops", str(tmp_path / "none")]
+    assert build_engines.main([*missing, "--out", str(tmp_path / "r")]) == 2
+    assert "manifest.csv" in capsys.readouterr().err
+    assert build_engines.main(["--calib-crops", str(tmp_path), "--out", str(tmp_path / "r")]) == 2
+    assert "only applies with --int8-classifier" in capsys.readouterr().err
+    code = build_engines.main(
+        ["--target", "tensorrt", "--int8-classifier", "--dry-run", "--out", str(tmp_path / "t")]
+    )
+    assert code == 2 and "--precision int8" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        build_engines.main(["--int8-classifier", "--int8-min-agreement", "1.5"])
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.skipif(
+    not (REAL_CROPS / "manifest.csv").is_file(),
+    reason="needs the MCS crops (gesture-train crops -> runs/crops/hagrid_mcs2021)",
+)
+def test_shipped_classifier_int8_passes_default_limits_on_real_crops(tmp_path):
+    """The default limits hold for the shipped classifier and the real held-out crops."""
+    models = shipped_copy(tmp_path)
+    out = tmp_path / "repo"
+    assert (
+        build_engines.main(["--int8-classifier", "--models-dir", str(models), "--out", str(out)])
+        == 0
+    )
+    served = out / "gesture_classifier" / "1" / "model.onnx"
+    assert "QLinearConv" in op_types(served)
+    assert (models / CLASSIFIER_ONNX).stat().st_size > 2 * served.stat().st_size
