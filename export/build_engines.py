@@ -4,6 +4,7 @@
     python export/build_engines.py --target onnxruntime  # NGC container, native ORT backend
     python export/build_engines.py --target tensorrt --dry-run
     python export/build_engines.py --int8-classifier     # cpu, INT8 classifier (opt-in)
+    python export/build_engines.py --int8-detector       # cpu, INT8 detector, head float
     python -m gesture_recognition.export.build_engines --target tensorrt   # on a GPU host
 
 The configs come from ``gesture_recognition.serving.repository`` (the one source of truth);
@@ -15,8 +16,9 @@ API) inside the NGC Triton container of the server's release, named per GPU comp
 ``--int8-classifier`` (cpu / onnxruntime) serves a static INT8 (QOperator) copy of the gesture
 classifier, calibrated on the train crops of ``--calib-crops`` and verified against the FP32
 model on its held-out val + test crops; a copy that fails verification stops the build before
-anything is written. It is opt-in: the measurements behind that choice are in
-``reports/cpu_speedups/REPORT.md``.
+anything is written. ``--int8-detector`` does the same for the detector (its YOLO head stays
+float), calibrated on the train photos of ``--calib-data`` and verified by mAP on its val photos.
+Both are opt-in: the measurements behind that choice are in ``reports/cpu_speedups/REPORT.md``.
 """
 
 from __future__ import annotations
@@ -36,18 +38,25 @@ from gesture_recognition.artifacts import (
     DETECTOR_JSON,
     DETECTOR_ONNX,
     read_classifier_spec,
+    read_detector_spec,
     shipped_models_dir,
 )
 from gesture_recognition.export.onnx_export import VerificationError
 from gesture_recognition.export.quantize import (
     CALIBRATION_SPLITS,
+    DEFAULT_MAX_MAP_DROP,
     DEFAULT_MAX_PROB_DIFF,
     DEFAULT_MIN_AGREEMENT,
+    DETECTOR_CALIBRATION_PHOTOS,
     VERIFICATION_SPLITS,
     CalibrationDataError,
     QuantSettings,
+    detector_head_nodes,
+    detector_inputs,
     quantize_classifier_verified,
+    quantize_model,
     split_inputs,
+    verify_detector,
 )
 from gesture_recognition.export.trt_engines import (
     DEFAULT_WORKSPACE_MB,
@@ -80,6 +89,11 @@ class UserError(Exception):
 def default_calib_crops() -> Path:
     """The MachinesCanSee crops ``gesture-train crops`` cuts for the served classifier."""
     return shipped_models_dir().parent / "runs" / "crops" / "hagrid_mcs2021"
+
+
+def default_calib_data() -> Path:
+    """The SubhiH hand dataset ``gesture-train convert`` writes (the detector's training data)."""
+    return shipped_models_dir().parent / "runs" / "datasets" / "subhih_hands" / "data.yaml"
 
 
 def default_out(target: str) -> Path:
@@ -128,25 +142,28 @@ def _options(args: argparse.Namespace, cc: str | None = None) -> ServingOptions:
         raise UserError(str(exc)) from exc
 
 
-def stage_int8_classifier(args: argparse.Namespace, staging: Path) -> tuple[Path, list[str]]:
-    """A models folder in ``staging`` whose classifier is the verified INT8 copy of the FP32 one.
+def _stage_models(models: Path, staging: Path) -> Path:
+    for name in (DETECTOR_ONNX, DETECTOR_JSON, CLASSIFIER_ONNX, CLASSIFIER_JSON):
+        if not (models / name).is_file():
+            raise UserError(f"models directory {models} lacks {name}")
+    staged = staging / "models"
+    staged.mkdir(parents=True)
+    for name in (DETECTOR_ONNX, DETECTOR_JSON, CLASSIFIER_ONNX, CLASSIFIER_JSON):
+        shutil.copyfile(models / name, staged / name)
+    return staged
+
+
+def stage_int8_classifier(args: argparse.Namespace, models: Path, staged: Path) -> list[str]:
+    """Replace the classifier in ``staged`` by the verified INT8 copy of ``models``' FP32 one.
 
     Raises VerificationError when the INT8 model disagrees with FP32 beyond the limits.
     """
-    models = Path(args.models_dir)
     crops = Path(args.calib_crops)
     if not (crops / "manifest.csv").is_file():
         raise UserError(
             f"--int8-classifier needs real calibration crops: no manifest.csv in {crops} (cut "
             "them with `gesture-train crops`, see training/recipe.sh, or pass --calib-crops)"
         )
-    for name in (DETECTOR_ONNX, DETECTOR_JSON, CLASSIFIER_ONNX, CLASSIFIER_JSON):
-        if not (models / name).is_file():
-            raise UserError(f"models directory {models} lacks {name}")
-    staged = staging / "models"
-    staged.mkdir(parents=True)
-    for name in (DETECTOR_ONNX, DETECTOR_JSON, CLASSIFIER_JSON):
-        shutil.copyfile(models / name, staged / name)
     spec = read_classifier_spec(models / CLASSIFIER_JSON)
     try:
         calibration = split_inputs(crops, spec, CALIBRATION_SPLITS)
@@ -169,24 +186,83 @@ def stage_int8_classifier(args: argparse.Namespace, staging: Path) -> tuple[Path
         min_agreement=args.int8_min_agreement,
         max_prob_diff=args.int8_max_prob_diff,
     )
-    lines = [
-        f"Gesture classifier: INT8 ({settings.describe()}), calibrated on {len(calibration)} "
+    return [
+        f"- Gesture classifier: INT8 ({settings.describe()}), calibrated on {len(calibration)} "
         f"{'/'.join(CALIBRATION_SPLITS)} crops of `{crops}`.",
-        f"Verified against FP32 `{models / CLASSIFIER_ONNX}` on {check.samples} held-out "
+        f"  Verified against FP32 `{models / CLASSIFIER_ONNX}` on {check.samples} held-out "
         f"{'/'.join(VERIFICATION_SPLITS)} crops: top-1 agreement {check.top1_agreement:.3f} "
         f"(limit >= {args.int8_min_agreement}), max softmax difference "
         f"{check.max_prob_diff:.3f} (limit <= {args.int8_max_prob_diff}), mean "
         f"{check.mean_prob_diff:.3f}, max logit difference {check.max_logit_diff:.3f}.",
-        "Speed and held-out accuracy of this choice: reports/cpu_speedups/REPORT.md.",
     ]
-    return staged, lines
+
+
+def stage_int8_detector(args: argparse.Namespace, models: Path, staged: Path) -> list[str]:
+    """Replace the detector in ``staged`` by an INT8 copy (head float) that keeps its mAP.
+
+    Calibrated on the ``train`` photos of ``--calib-data`` (a YOLO data.yaml), verified by mAP
+    on its ``val`` photos against the FP32 detector; raises VerificationError on a larger drop.
+    """
+    from gesture_recognition.training.evaluate import split_images
+
+    data_yaml = Path(args.calib_data)
+    if not data_yaml.is_file():
+        raise UserError(
+            f"--int8-detector needs labelled real photos: {data_yaml} does not exist (convert "
+            "them with `gesture-train convert`, see training/recipe.sh, or pass --calib-data)"
+        )
+    spec = read_detector_spec(models / DETECTOR_JSON)
+    try:
+        photos = split_images(data_yaml, "train")[:DETECTOR_CALIBRATION_PHOTOS]
+        calibration = detector_inputs(photos, spec.imgsz)
+    except (CalibrationDataError, ValueError) as exc:
+        raise UserError(f"--calib-data {data_yaml}: {exc}") from exc
+    head = detector_head_nodes(models / DETECTOR_ONNX)
+    settings = QuantSettings()
+    print(
+        f"quantising {DETECTOR_ONNX}: {settings.describe()}, {len(head)} head nodes float, "
+        f"{len(calibration)} calibration photos; verifying mAP on the val photos",
+        flush=True,
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        candidate = Path(tmp)
+        for name in (DETECTOR_JSON, CLASSIFIER_ONNX, CLASSIFIER_JSON):
+            shutil.copyfile(staged / name, candidate / name)
+        quantize_model(
+            models / DETECTOR_ONNX,
+            candidate / DETECTOR_ONNX,
+            spec.input_name,
+            calibration,
+            settings,
+            nodes_to_exclude=head,
+        )
+        try:
+            check = verify_detector(models, candidate, data_yaml, "val")
+        except ValueError as exc:
+            raise UserError(f"--calib-data {data_yaml}: {exc}") from exc
+        check.check(args.int8_max_map_drop)
+        shutil.copyfile(candidate / DETECTOR_ONNX, staged / DETECTOR_ONNX)
+    return [
+        f"- Hand detector: INT8 ({settings.describe()}; the {len(head)} head nodes float), "
+        f"calibrated on {len(calibration)} train photos of `{data_yaml}`.",
+        f"  Verified on its {check.photos} val photos: mAP50 {check.fp32_map50:.3f} (FP32) -> "
+        f"{check.int8_map50:.3f} (INT8), mAP50-95 {check.fp32_map50_95:.3f} -> "
+        f"{check.int8_map50_95:.3f} (largest drop allowed {args.int8_max_map_drop}).",
+    ]
 
 
 def build_cpu_like(args: argparse.Namespace) -> int:
+    models = Path(args.models_dir)
+    extra: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
-        models, extra = Path(args.models_dir), []
-        if args.int8_classifier:
-            models, extra = stage_int8_classifier(args, Path(tmp))
+        if args.int8_classifier or args.int8_detector:
+            staged = _stage_models(models, Path(tmp))
+            if args.int8_classifier:
+                extra += stage_int8_classifier(args, models, staged)
+            if args.int8_detector:
+                extra += stage_int8_detector(args, models, staged)
+            extra.append("- Speed and held-out accuracy of INT8: reports/cpu_speedups/REPORT.md.")
+            models = staged
         out = build_repository(args.target, models, args.out, _options(args))
     print(_write_report(out, args.target, extra))
     return 0
@@ -353,6 +429,24 @@ def parser() -> argparse.ArgumentParser:
         default=DEFAULT_MAX_PROB_DIFF,
         help="int8 classifier: largest softmax difference from FP32 on any held-out crop",
     )
+    p.add_argument(
+        "--int8-detector",
+        action="store_true",
+        help="cpu/onnxruntime: serve a static INT8 detector (head float), verified by mAP",
+    )
+    p.add_argument(
+        "--calib-data",
+        type=Path,
+        default=None,
+        help="int8 detector: YOLO data.yaml, train photos calibrate, val photos verify "
+        "(default runs/datasets/subhih_hands/data.yaml)",
+    )
+    p.add_argument(
+        "--int8-max-map-drop",
+        type=_fraction,
+        default=DEFAULT_MAX_MAP_DROP,
+        help="int8 detector: largest allowed mAP50 / mAP50-95 loss against FP32",
+    )
     return p
 
 
@@ -370,12 +464,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.out = default_out(args.target)
         if args.calib_crops is not None and not args.int8_classifier:
             raise UserError("--calib-crops only applies with --int8-classifier")
+        if args.calib_data is not None and not args.int8_detector:
+            raise UserError("--calib-data only applies with --int8-detector")
         if args.calib_crops is None:
             args.calib_crops = default_calib_crops()
-        if args.target == "tensorrt" and args.int8_classifier:
+        if args.calib_data is None:
+            args.calib_data = default_calib_data()
+        if args.target == "tensorrt" and (args.int8_classifier or args.int8_detector):
             raise UserError(
-                "--int8-classifier is for the cpu and onnxruntime targets; TensorRT builds INT8 "
-                "engines with --precision int8"
+                "--int8-classifier/--int8-detector are for the cpu and onnxruntime targets; "
+                "TensorRT builds INT8 engines with --precision int8"
             )
         if args.target != "tensorrt":
             tensorrt_only = [

@@ -36,6 +36,10 @@ DEFAULT_MIN_AGREEMENT = 0.90
 DEFAULT_MAX_PROB_DIFF = 0.40
 # Stricter bar for making INT8 the default (``int8_decision``).
 ADOPT_MIN_AGREEMENT = 0.95
+# The INT8 detector may lose at most this much mAP50 or mAP50-95 on labelled real photos
+# (measured on SubhiH test: 0.000 / 0.001).
+DEFAULT_MAX_MAP_DROP = 0.01
+DETECTOR_CALIBRATION_PHOTOS = 64
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 
 
@@ -331,3 +335,78 @@ def int8_decision(
     else:
         reasons.append(f"top-1 agreement {agreement:.3f}")
     return Decision(adopt, tuple(reasons))
+
+
+# ---------------------------------------------------------------------------------- detector
+
+
+def detector_head_nodes(model_path: str | Path) -> list[str]:
+    """Nodes of an ultralytics export's last module (``/model.<last>/...``): the detection head.
+
+    Quantising the head's box/score convolutions and its decoding destroys the scores
+    (``../shared/notes/measurements.md``), so these always stay float.
+    """
+    import re
+
+    import onnx
+
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    pattern = re.compile(r"^/model\.(\d+)/")
+    indices = {int(m.group(1)) for n in graph.node if (m := pattern.match(n.name))}
+    if not indices:
+        raise ValueError(f"{model_path} has no /model.N/ nodes: not an ultralytics export")
+    prefix = f"/model.{max(indices)}/"
+    return [n.name for n in graph.node if n.name.startswith(prefix)]
+
+
+def detector_inputs(photos: Sequence[Path], imgsz: int) -> NDArray[np.float32]:
+    """Photos -> letterboxed ``[N, 3, S, S]`` detector inputs (the serving letterbox)."""
+    from gesture_recognition.letterbox import letterbox, to_detector_tensor
+
+    batches = []
+    for path in photos:
+        try:
+            canvas, _ = letterbox(load_image(path), imgsz)
+        except (InvalidImageError, OSError):
+            continue
+        batches.append(to_detector_tensor(canvas))
+    if not batches:
+        raise CalibrationDataError(f"no readable photo among {len(photos)} files")
+    return np.concatenate(batches)
+
+
+@dataclass(frozen=True)
+class DetectorVerification:
+    """mAP of the FP32 and the INT8 detector on the same labelled real photos."""
+
+    fp32_map50: float
+    int8_map50: float
+    fp32_map50_95: float
+    int8_map50_95: float
+    photos: int
+
+    def check(self, max_drop: float) -> None:
+        drops = {
+            "mAP50": self.fp32_map50 - self.int8_map50,
+            "mAP50-95": self.fp32_map50_95 - self.int8_map50_95,
+        }
+        bad = {k: v for k, v in drops.items() if v > max_drop}
+        if self.photos == 0 or bad:
+            detail = ", ".join(f"{k} drops by {v:.3f}" for k, v in bad.items()) or "no photo"
+            raise VerificationError(
+                f"INT8 detector is worse than FP32 on {self.photos} labelled real photos: "
+                f"{detail} (limit {max_drop:.3f})"
+            )
+
+
+def verify_detector(
+    fp32_dir: Path, int8_dir: Path, data_yaml: str | Path, split: str
+) -> DetectorVerification:
+    """mAP (``training.evaluate.evaluate_detector``) of both model folders on one split."""
+    from gesture_recognition.training.evaluate import evaluate_detector
+
+    fp32 = evaluate_detector(fp32_dir, data_yaml, split)
+    int8 = evaluate_detector(int8_dir, data_yaml, split)
+    return DetectorVerification(
+        fp32["map50"], int8["map50"], fp32["map50_95"], int8["map50_95"], int(fp32["images"])
+    )

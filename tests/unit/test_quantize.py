@@ -26,9 +26,11 @@ from gesture_recognition.export import build_engines
 from gesture_recognition.export.onnx_export import VerificationError
 from gesture_recognition.export.quantize import (
     CalibrationDataError,
+    DetectorVerification,
     QuantSettings,
     QuantVerification,
     compare_classifiers,
+    detector_head_nodes,
     edge_nodes,
     int8_decision,
     manifest_crops,
@@ -40,6 +42,7 @@ from gesture_recognition.labels import load_label_map
 
 SIZE = 16
 REAL_CROPS = shipped_models_dir().parent / "runs" / "crops" / "hagrid_mcs2021"
+REAL_DATA = shipped_models_dir().parent / "runs" / "datasets" / "subhih_hands" / "data.yaml"
 
 
 # ------------------------------------------------------------------------------ fixtures
@@ -322,3 +325,93 @@ def test_shipped_classifier_int8_passes_default_limits_on_real_crops(tmp_path):
     served = out / "gesture_classifier" / "1" / "model.onnx"
     assert "QLinearConv" in op_types(served)
     assert (models / CLASSIFIER_ONNX).stat().st_size > 2 * served.stat().st_size
+
+
+# ------------------------------------------------------------------------------ detector
+
+
+def test_detector_head_is_the_last_ultralytics_module(tmp_path):
+    head = detector_head_nodes(shipped_models_dir() / "hand_detector.onnx")
+    assert len(head) > 50 and all(n.startswith("/model.23/") for n in head)
+    with pytest.raises(ValueError, match="not an ultralytics export"):
+        detector_head_nodes(tiny_classifier(tmp_path / "m.onnx"))
+
+
+def test_detector_verification_limits():
+    DetectorVerification(0.979, 0.979, 0.822, 0.815, 153).check(0.01)
+    DetectorVerification(0.9, 0.95, 0.7, 0.75, 153).check(0.0)  # better is fine
+    with pytest.raises(VerificationError, match=r"mAP50-95 drops by 0\.020"):
+        DetectorVerification(0.979, 0.979, 0.822, 0.802, 153).check(0.01)
+    with pytest.raises(VerificationError, match="mAP50 drops"):
+        DetectorVerification(0.979, 0.5, 0.822, 0.822, 153).check(0.01)
+    with pytest.raises(VerificationError, match="no photo"):
+        DetectorVerification(0.0, 0.0, 0.0, 0.0, 0).check(0.01)
+
+
+def tiny_yolo_data(root: Path) -> Path:
+    """Two real SubhiH photos per split with made-up labels: enough to calibrate and verify."""
+    photos = sorted(
+        (shipped_models_dir().parent.parent / "shared/data/subhih_hands").rglob("*.jpg")
+    )
+    if len(photos) < 4:
+        pytest.skip("needs SubhiH photos in ../shared/data/subhih_hands")
+    for split, chunk in (("train", photos[:2]), ("val", photos[2:4])):
+        (root / "images" / split).mkdir(parents=True)
+        (root / "labels" / split).mkdir(parents=True)
+        for photo in chunk:
+            shutil.copyfile(photo, root / "images" / split / photo.name)
+            (root / "labels" / split / f"{photo.stem}.txt").write_text("0 0.5 0.5 0.3 0.3\n")
+    data = root / "data.yaml"
+    data.write_text(f"path: {root}\ntrain: images/train\nval: images/val\nnames:\n  0: hand\n")
+    return data
+
+
+def test_build_refuses_an_int8_detector_that_loses_map(tmp_path, capsys, monkeypatch):
+    data = tiny_yolo_data(tmp_path / "data")
+    calls = []
+
+    def worse(fp32_dir, int8_dir, data_yaml, split):
+        calls.append((Path(fp32_dir), Path(int8_dir), split))
+        return DetectorVerification(0.95, 0.90, 0.75, 0.70, 2)
+
+    monkeypatch.setattr(build_engines, "verify_detector", worse)
+    out = tmp_path / "repo"
+    code = build_engines.main(["--int8-detector", "--calib-data", str(data), "--out", str(out)])
+    assert code == 1 and "mAP50 drops by 0.050" in capsys.readouterr().err
+    assert not out.exists()
+    # It compared the shipped FP32 detector with a quantised candidate, on the val split.
+    ((fp32_dir, int8_dir, split),) = calls
+    assert fp32_dir == shipped_models_dir() and split == "val" and int8_dir != fp32_dir
+
+    monkeypatch.setattr(
+        build_engines, "verify_detector", lambda *a: DetectorVerification(0.95, 0.95, 0.75, 0.75, 2)
+    )
+    assert (
+        build_engines.main(["--int8-detector", "--calib-data", str(data), "--out", str(out)]) == 0
+    )
+    served = out / "hand_detector" / "1" / "model.onnx"
+    ops = op_types(served)
+    assert "QLinearConv" in ops and "TopK" in ops  # backbone quantised, head decoding float
+    assert "Hand detector: INT8" in (out / build_engines.REPORT_NAME).read_text(encoding="utf-8")
+
+
+def test_build_int8_detector_user_errors_exit_2(tmp_path, capsys):
+    code = build_engines.main(
+        ["--int8-detector", "--calib-data", str(tmp_path / "no.yaml"), "--out", str(tmp_path / "r")]
+    )
+    assert code == 2 and "labelled real photos" in capsys.readouterr().err
+    code = build_engines.main(["--calib-data", str(tmp_path), "--out", str(tmp_path / "r")])
+    assert code == 2 and "only applies with --int8-detector" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not REAL_DATA.is_file(), reason="needs runs/datasets/subhih_hands (convert)")
+def test_shipped_detector_int8_keeps_map_on_real_photos(tmp_path):
+    """The default mAP limit holds for the shipped detector on the SubhiH val photos."""
+    models = shipped_copy(tmp_path)
+    out = tmp_path / "repo"
+    args = ["--int8-detector", "--models-dir", str(models), "--out", str(out)]
+    assert build_engines.main(args) == 0
+    report = (out / build_engines.REPORT_NAME).read_text(encoding="utf-8")
+    assert "Hand detector: INT8" in report and "val photos" in report
+    served = out / "hand_detector" / "1" / "model.onnx"
+    assert served.stat().st_size < (models / "hand_detector.onnx").stat().st_size / 2
