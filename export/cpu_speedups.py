@@ -52,12 +52,12 @@ from gesture_recognition.export.quantize import (
     VERIFICATION_SPLITS,
     QuantSettings,
     compare_classifiers,
+    detector_head_nodes,
+    detector_inputs,
     int8_decision,
     quantize_model,
     split_inputs,
 )
-from gesture_recognition.images import load_image
-from gesture_recognition.letterbox import letterbox, to_detector_tensor
 from gesture_recognition.runtime import ClassifierRunner
 
 ROOT = shipped_models_dir().parent
@@ -66,9 +66,6 @@ OPT_LEVELS = {
     "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
     "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
 }
-# The YOLO26 head (module 23): its box/score convolutions and the top-k decoding. Quantising
-# it destroys the scores (../shared/notes/measurements.md), so it always stays float.
-DETECTOR_HEAD_PREFIX = "/model.23/"
 
 
 def session(path: str | Path, opt: str, threads: int) -> ort.InferenceSession:
@@ -118,11 +115,6 @@ def _runner(
     return lambda: sess.run(None, feed)
 
 
-def detector_input(photo: Path, imgsz: int) -> NDArray[np.float32]:
-    canvas, _ = letterbox(load_image(photo), imgsz)
-    return to_detector_tensor(canvas)
-
-
 def subhih_photos(split: str, limit: int | None = None) -> list[Path]:
     from gesture_recognition.training.evaluate import split_images
 
@@ -132,18 +124,14 @@ def subhih_photos(split: str, limit: int | None = None) -> list[Path]:
 
 def quantize_detector(models: Path, out: Path, photos: Sequence[Path]) -> list[str]:
     """INT8 detector with every head node kept float; returns the excluded node names."""
-    import onnx
-
     spec = read_detector_spec(models / DETECTOR_JSON)
-    graph = onnx.load(str(models / DETECTOR_ONNX)).graph
-    head = [n.name for n in graph.node if n.name.startswith(DETECTOR_HEAD_PREFIX)]
-    calibration = np.concatenate([detector_input(p, spec.imgsz) for p in photos])
+    head = detector_head_nodes(models / DETECTOR_ONNX)
     quantize_model(
         models / DETECTOR_ONNX,
         out / DETECTOR_ONNX,
         spec.input_name,
-        calibration,
-        QuantSettings(reduce_range=True),
+        detector_inputs(photos, spec.imgsz),
+        QuantSettings(),
         nodes_to_exclude=head,
     )
     shutil.copyfile(models / DETECTOR_JSON, out / DETECTOR_JSON)
@@ -271,15 +259,15 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 "served_recall": r["served"]["recall"],
             }
         results["detector_int8"] = {
-            "settings": QuantSettings(reduce_range=True).describe()
-            + f"; {len(head)} head nodes ({DETECTOR_HEAD_PREFIX}*) kept float",
+            "settings": QuantSettings().describe()
+            + f"; {len(head)} head nodes ({head[0].split('/')[1]}/*) kept float",
             "calibration_photos": args.det_calib,
             "subhih_test": maps,
         }
 
     # ---- latency, all variants interleaved.
     crop = held_out[:1]
-    photo = detector_input(subhih_photos("test", 1)[0], dspec.imgsz)
+    photo = detector_inputs(subhih_photos("test", 1), dspec.imgsz)
     variants: dict[str, Callable[[], object]] = {}
     for opt in OPT_LEVELS:
         for threads in (1, 2):
