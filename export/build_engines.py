@@ -69,6 +69,7 @@ from gesture_recognition.export.trt_engines import (
     require_tensorrt,
     trtexec_command,
 )
+from gesture_recognition.export.verify_export import real_photos, verify_detector_export
 from gesture_recognition.serving.repository import (
     FLAVOURS,
     RepositoryError,
@@ -251,9 +252,40 @@ def stage_int8_detector(args: argparse.Namespace, models: Path, staged: Path) ->
     ]
 
 
+def default_verify_photos() -> Path:
+    """Real SubhiH test photos (``../shared/data``), never seen by the detector's training."""
+    return shipped_models_dir().parent.parent / "shared" / "data" / "subhih_hands" / "test"
+
+
+def verify_detector_step(args: argparse.Namespace, models: Path) -> list[str]:
+    """The FP32 detector ONNX against ``--detector-checkpoint`` on real photos (raises)."""
+    if args.detector_checkpoint is None:
+        return [
+            "- Hand detector ONNX not re-checked against a checkpoint here (pass "
+            "--detector-checkpoint runs/detector/<run>/weights/best.pt)."
+        ]
+    checkpoint = Path(args.detector_checkpoint)
+    if not checkpoint.is_file():
+        raise UserError(f"--detector-checkpoint {checkpoint} does not exist")
+    photos = real_photos(args.verify_photos, args.verify_count)
+    if not photos:
+        raise UserError(f"--verify-photos {args.verify_photos}: no photo found")
+    spec = read_detector_spec(models / DETECTOR_JSON)
+    print(f"verifying {DETECTOR_ONNX} against {checkpoint} on {len(photos)} photos", flush=True)
+    check = verify_detector_export(checkpoint, models / DETECTOR_ONNX, spec, photos)
+    check.check()
+    return [
+        f"- Hand detector ONNX verified against `{checkpoint}` (PyTorch) on {check.photos} real "
+        f"photos of `{args.verify_photos}`: served boxes equal on {check.photos_agreeing} of "
+        f"{check.photos} ({check.served_boxes} boxes >= {spec.conf_threshold}), max box "
+        f"difference {check.max_box_diff_px:.1e} px, max score difference "
+        f"{check.max_score_diff:.1e}."
+    ]
+
+
 def build_cpu_like(args: argparse.Namespace) -> int:
     models = Path(args.models_dir)
-    extra: list[str] = []
+    extra = verify_detector_step(args, models)
     with tempfile.TemporaryDirectory() as tmp:
         if args.int8_classifier or args.int8_detector:
             staged = _stage_models(models, Path(tmp))
@@ -298,6 +330,8 @@ def build_tensorrt(args: argparse.Namespace) -> int:
     cc = _compute_capability(args, args.dry_run)
     options = _options(args, cc)
     models = Path(args.models_dir)
+    # Engines are built from the ONNX files: check them against the checkpoint first.
+    verified = [] if args.dry_run else verify_detector_step(args, models)
     configs = model_configs("tensorrt", read_specs(models), options)
     profiles = engine_profiles(configs)
     engine_name = engine_filename(cc) if cc else "model.plan"
@@ -373,6 +407,7 @@ def build_tensorrt(args: argparse.Namespace) -> int:
     extra = [
         f"Precision: {precision}; compute capability {cc}; engines named {engine_name}.",
         "Engines run only on this GPU family with the TensorRT version that built them.",
+        *verified,
     ]
     print(_write_report(out, "tensorrt", extra))
     return 0
@@ -447,6 +482,20 @@ def parser() -> argparse.ArgumentParser:
         default=DEFAULT_MAX_MAP_DROP,
         help="int8 detector: largest allowed mAP50 / mAP50-95 loss against FP32",
     )
+    p.add_argument(
+        "--detector-checkpoint",
+        type=Path,
+        default=None,
+        help="check the detector ONNX against this ultralytics .pt on real photos before "
+        "building (e.g. runs/detector/yolo26n_320/weights/best.pt)",
+    )
+    p.add_argument(
+        "--verify-photos",
+        type=Path,
+        default=default_verify_photos(),
+        help="real photos for --detector-checkpoint (default ../shared/data/subhih_hands/test)",
+    )
+    p.add_argument("--verify-count", type=positive_int, default=32)
     return p
 
 

@@ -1,7 +1,9 @@
-"""export/quantize.py and the ``--int8-classifier`` path of export/build_engines.py: static
-QOperator INT8 of a small model, its verification against FP32 (which must be able to fail), the
-adopt/not-adopt decision, and the build refusing to write a repository that fails. No timing
-assertions: speed is measured by export/cpu_speedups.py, not tested."""
+"""export/quantize.py, export/verify_export.py and the ``--int8-classifier`` /
+``--int8-detector`` / ``--detector-checkpoint`` paths of export/build_engines.py: static QOperator
+INT8 of a small model, its verification against FP32 (which must be able to fail), the
+adopt/not-adopt decision, the detector ONNX-vs-checkpoint check on real photos, and the build
+refusing to write a repository that fails. No timing assertions: speed is measured by
+export/cpu_speedups.py, not tested."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from gesture_recognition.artifacts import (
     CLASSIFIER_ONNX,
     ClassifierSpec,
     read_classifier_spec,
+    read_detector_spec,
     shipped_models_dir,
 )
 from gesture_recognition.export import build_engines
@@ -38,6 +41,7 @@ from gesture_recognition.export.quantize import (
     quantize_model,
     split_inputs,
 )
+from gesture_recognition.export.verify_export import compare_outputs
 from gesture_recognition.labels import load_label_map
 
 SIZE = 16
@@ -415,3 +419,85 @@ def test_shipped_detector_int8_keeps_map_on_real_photos(tmp_path):
     assert "Hand detector: INT8" in report and "val photos" in report
     served = out / "hand_detector" / "1" / "model.onnx"
     assert served.stat().st_size < (models / "hand_detector.onnx").stat().st_size / 2
+
+
+# ------------------------------------------------------------------------------ export check
+
+CHECKPOINT = (
+    shipped_models_dir().parent / "runs" / "detector" / "yolo26n_320" / "weights" / "best.pt"
+)
+
+
+def detector_rows(*rows: tuple[float, ...]) -> np.ndarray:
+    out = np.zeros((1, 5, 6), np.float32)
+    out[0, : len(rows)] = rows
+    return out
+
+
+def test_compare_outputs_matches_served_boxes_only():
+    ref = detector_rows((10, 10, 50, 50, 0.9, 0), (60, 60, 90, 90, 0.1, 0))
+    same = compare_outputs(ref, ref.copy(), conf=0.25)
+    assert same.agreement == 1.0 and same.served_boxes == 1 and same.max_box_diff_px == 0.0
+    same.check()
+
+    # Rows under the served threshold may differ freely.
+    low = ref.copy()
+    low[0, 1, :4] += 30
+    assert compare_outputs(ref, low, conf=0.25).agreement == 1.0
+
+    moved = ref.copy()
+    moved[0, 0, 0] += 2.0
+    result = compare_outputs(ref, moved, conf=0.25)
+    assert result.agreement == 0.0 and result.max_box_diff_px == pytest.approx(2.0)
+    with pytest.raises(VerificationError, match="1 of 1 real photos"):
+        result.check()
+
+    extra = ref.copy()
+    extra[0, 1, 4] = 0.3  # a second box crosses the threshold on one side only
+    assert compare_outputs(ref, extra, conf=0.25).agreement == 0.0
+    rescored = ref.copy()
+    rescored[0, 0, 4] = 0.8
+    assert compare_outputs(ref, rescored, conf=0.25).agreement == 0.0
+
+
+def test_detector_export_check_fails_when_pytorch_disagrees(monkeypatch):
+    from gesture_recognition.export import verify_export
+    from gesture_recognition.runtime import make_session
+
+    photos = verify_export.real_photos(build_engines.default_verify_photos(), 4)
+    if not photos:
+        pytest.skip("needs SubhiH photos in ../shared/data/subhih_hands/test")
+    spec = read_detector_spec(shipped_models_dir() / "hand_detector.json")
+    onnx_path = shipped_models_dir() / "hand_detector.onnx"
+
+    def shifted(checkpoint, inputs, chunk=8):
+        (out,) = make_session(onnx_path).run(None, {"images": inputs})
+        out[..., :4] += 1.0  # a checkpoint whose boxes sit one pixel elsewhere
+        return out
+
+    monkeypatch.setattr(verify_export, "torch_detector_outputs", shifted)
+    result = verify_export.verify_detector_export("unused.pt", onnx_path, spec, photos)
+    assert result.photos == 4 and result.served_boxes > 0
+    with pytest.raises(VerificationError, match="differs from its checkpoint"):
+        result.check()
+
+
+@pytest.mark.skipif(not CHECKPOINT.is_file(), reason="needs the trained detector checkpoint")
+def test_build_verifies_detector_onnx_against_checkpoint(tmp_path, capsys):
+    if not verify_export_photos():
+        pytest.skip("needs SubhiH photos in ../shared/data/subhih_hands/test")
+    out = tmp_path / "repo"
+    args = ["--detector-checkpoint", str(CHECKPOINT), "--verify-count", "8", "--out", str(out)]
+    assert build_engines.main(args) == 0, capsys.readouterr().err
+    report = (out / build_engines.REPORT_NAME).read_text(encoding="utf-8")
+    assert "served boxes equal on 8 of 8" in report
+    code = build_engines.main(
+        ["--detector-checkpoint", str(tmp_path / "none.pt"), "--out", str(tmp_path / "r")]
+    )
+    assert code == 2 and not (tmp_path / "r").exists()
+
+
+def verify_export_photos() -> list[Path]:
+    from gesture_recognition.export.verify_export import real_photos
+
+    return real_photos(build_engines.default_verify_photos(), 1)
