@@ -288,6 +288,14 @@ def build_cpu_like(args: argparse.Namespace) -> int:
     extra = verify_detector_step(args, models)
     with tempfile.TemporaryDirectory() as tmp:
         if args.int8_classifier or args.int8_detector:
+            if args.target == "onnxruntime":
+                # QLinearConv & co. exist only in ORT's CPU execution provider: on a GPU
+                # instance they would fall back to the CPU with a copy per layer.
+                extra.append(
+                    "- INT8 (QOperator) models run on ONNX Runtime's CPU execution provider: "
+                    "serve this repository on CPU hosts; on a GPU use --target tensorrt "
+                    "--precision int8."
+                )
             staged = _stage_models(models, Path(tmp))
             if args.int8_classifier:
                 extra += stage_int8_classifier(args, models, staged)

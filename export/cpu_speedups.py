@@ -58,6 +58,7 @@ from gesture_recognition.export.quantize import (
     quantize_model,
     split_inputs,
 )
+from gesture_recognition.images import load_image
 from gesture_recognition.runtime import ClassifierRunner
 
 ROOT = shipped_models_dir().parent
@@ -113,6 +114,28 @@ def _runner(
     sess: ort.InferenceSession, feed: dict[str, NDArray[np.float32]]
 ) -> Callable[[], object]:
     return lambda: sess.run(None, feed)
+
+
+def _cycle(pipe: Callable[[NDArray[np.uint8]], object], images: list) -> Callable[[], object]:
+    state = {"i": 0}
+
+    def run() -> object:
+        state["i"] = (state["i"] + 1) % len(images)
+        return pipe(images[state["i"]])
+
+    return run
+
+
+def int8_dir_full(work: Path, models: Path) -> Path:
+    """A models folder with the FP32 detector and the INT8 classifier of ``work/int8``."""
+    folder = work / "int8_classifier_only"
+    if not folder.is_dir():
+        folder.mkdir()
+        for name in (DETECTOR_ONNX, DETECTOR_JSON):
+            shutil.copyfile(models / name, folder / name)
+        for name in (CLASSIFIER_ONNX, CLASSIFIER_JSON):
+            shutil.copyfile(work / "int8" / name, folder / name)
+    return folder
 
 
 def subhih_photos(split: str, limit: int | None = None) -> list[Path]:
@@ -291,12 +314,40 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         variants[f"classifier {kind} all t2 b4"] = _runner(
             session(folder / CLASSIFIER_ONNX, "all", 2), {cspec.input_name: crops4}
         )
+    # Whole in-process pipeline (detect -> crop -> classify, both sessions in one process, as
+    # one Python-backend host runs them) on real photos, cycling through them.
+    from gesture_recognition.pipeline import GesturePipeline
+
+    images = [load_image(p) for p in subhih_photos("test", 16)]
+    both_dir = work / "both_int8"
+    both_dir.mkdir()
+    for name, folder in (
+        (CLASSIFIER_ONNX, int8_dir),
+        (CLASSIFIER_JSON, models),
+        (DETECTOR_ONNX, det_int8_dir or models),
+        (DETECTOR_JSON, models),
+    ):
+        shutil.copyfile(folder / name, both_dir / name)
+    pipelines = {
+        "pipeline fp32 t1": GesturePipeline.from_dir(models, threads=1),
+        "pipeline fp32 t2": GesturePipeline.from_dir(models, threads=2),
+        "pipeline int8 classifier t2": GesturePipeline.from_dir(
+            int8_dir_full(work, models), threads=2
+        ),
+    }
+    if det_int8_dir is not None:
+        pipelines["pipeline int8 both t1"] = GesturePipeline.from_dir(both_dir, threads=1)
+        pipelines["pipeline int8 both t2"] = GesturePipeline.from_dir(both_dir, threads=2)
+    for name, pipe in pipelines.items():
+        variants[name] = _cycle(pipe, images)
     results["latency"] = interleaved(variants, args.rounds, args.runs)
     results["timing_method"] = (
         f"{len(variants)} variants interleaved: {args.rounds} rounds, each round runs every "
         f"variant {args.runs} times in a new random order and keeps the median; table = median "
         "(p25-p75) over rounds. Batch 1 unless marked b4. Inputs: a real letterboxed SubhiH test "
-        "photo and real held-out HaGRID crops."
+        "photo and real held-out HaGRID crops; pipeline rows: one whole 640x480 SubhiH test photo "
+        "per call (16 photos in turn), detector + classifier sessions in one process, threads "
+        "as named (unnamed: ORT default)."
     )
     lat = results["latency"]
     results["decision"] = int8_decision(
