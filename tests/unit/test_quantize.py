@@ -314,6 +314,7 @@ def test_build_int8_user_errors_exit_2(tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow  # quantises and verifies the shipped classifier (~15-30 s)
 @pytest.mark.skipif(
     not (REAL_CROPS / "manifest.csv").is_file(),
     reason="needs the MCS crops (gesture-train crops -> runs/crops/hagrid_mcs2021)",
@@ -408,6 +409,7 @@ def test_build_int8_detector_user_errors_exit_2(tmp_path, capsys):
     assert code == 2 and "only applies with --int8-detector" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # quantises the shipped detector, mAP on 153 photos twice (~20 s)
 @pytest.mark.skipif(not REAL_DATA.is_file(), reason="needs runs/datasets/subhih_hands (convert)")
 def test_shipped_detector_int8_keeps_map_on_real_photos(tmp_path):
     """The default mAP limit holds for the shipped detector on the SubhiH val photos."""
