@@ -1,4 +1,4 @@
-"""Static INT8 quantisation of the gesture classifier for CPU serving, on real crops.
+"""Static INT8 quantisation of the two models for CPU serving, calibrated on real data.
 
 Only QOperator-format static INT8 is offered: on this project's CPU hosts (AVX2, no VNNI)
 QDQ-format and dynamic INT8 were slower than FP32 (``../shared/notes/measurements.md``). The
@@ -6,7 +6,8 @@ calibration crops and the verification crops come from one crop manifest (``gest
 crops``), from different splits, so the verification numbers are on crops the calibration never
 saw. A quantised file is only written when it agrees with the FP32 model on those crops
 (:meth:`QuantVerification.check`); the measured speed and accuracy behind the choice of the
-defaults are in ``reports/cpu_speedups/REPORT.md``.
+defaults are in ``reports/cpu_speedups/REPORT.md``. The detector keeps its YOLO head float
+(:func:`detector_head_nodes`) and is verified by mAP on labelled photos (:func:`verify_detector`).
 """
 
 from __future__ import annotations
