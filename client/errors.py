@@ -72,11 +72,23 @@ def _is_connection_error(exc: BaseException) -> bool:
     )
 
 
+# What Triton answers for a model it knows but has no loaded version of: while a stopping
+# server unloads its models (measured: a few seconds of every request of a restart under
+# load), while a starting one loads them, or during a reload. The request never ran, so it
+# is safe to send again; a name the server does not know says "is not found" instead.
+TRANSIENT_MODEL_MESSAGES = ("has no available versions",)
+
+
 def is_retryable(exc: BaseException) -> bool:
     """True for a server that is down or restarting; never for a request it refused."""
     if isinstance(exc, InferenceServerException):
         status = exc.status() or ""
-        return status in GRPC_RETRYABLE or status in HTTP_RETRYABLE
+        text = exc.message() or ""
+        return (
+            status in GRPC_RETRYABLE
+            or status in HTTP_RETRYABLE
+            or any(m in text for m in TRANSIENT_MODEL_MESSAGES)
+        )
     return _is_connection_error(exc)
 
 
@@ -115,6 +127,10 @@ def translate(exc: BaseException, url: str, protocol: str, model: str) -> Gestur
     if _is_timeout(exc) or status in TIMEOUT_STATUSES:
         return RequestTimeoutError(
             f"no answer from {url} ({protocol}) for model {model!r} within the timeout: {detail}"
+        )
+    if any(m in detail for m in TRANSIENT_MODEL_MESSAGES):
+        return ModelNotReadyError(
+            f"model {model!r} is not loaded on the server at {url} ({protocol}): {detail}"
         )
     if status in INVALID_STATUSES:
         return InvalidInputError(f"the server refused the input for {model!r}: {detail}")

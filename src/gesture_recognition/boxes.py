@@ -79,7 +79,9 @@ def clip_boxes(boxes: FloatArray, width: int, height: int) -> FloatArray:
 
 def expand_boxes(boxes: FloatArray, config: CropConfig, width: int, height: int) -> FloatArray:
     """Grow boxes around their centres (and square them), then clip to the photo."""
-    b = as_boxes(boxes)
+    # float64: a finite but huge float32 box (the property tests found 1.7e38) overflows to
+    # Inf when grown in float32, and the crop step then failed on it.
+    b = as_boxes(boxes).astype(np.float64)
     cx = (b[:, 0] + b[:, 2]) / 2.0
     cy = (b[:, 1] + b[:, 3]) / 2.0
     w = np.abs(b[:, 2] - b[:, 0]) * config.scale
@@ -88,6 +90,10 @@ def expand_boxes(boxes: FloatArray, config: CropConfig, width: int, height: int)
         side = np.maximum(w, h)
         w, h = side, side
     grown = np.stack([cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0], axis=1)
+    # Onto the photo while still float64 (same result as clip_boxes alone, which is monotone
+    # per coordinate), so the float32 conversion inside clip_boxes cannot overflow.
+    grown[:, 0::2] = np.clip(grown[:, 0::2], 0.0, float(width))
+    grown[:, 1::2] = np.clip(grown[:, 1::2], 0.0, float(height))
     return clip_boxes(grown, width, height)
 
 

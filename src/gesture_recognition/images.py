@@ -18,6 +18,10 @@ from PIL import Image, UnidentifiedImageError
 # treated as a decompression bomb and refused before any pixel is decoded.
 DEFAULT_MAX_PIXELS = 64_000_000
 MIN_SIDE = 8
+# The photo formats PIL may parse. Its other plugins (EPS hands the bytes to Ghostscript, and
+# FITS, PSD, ... have had their own CVEs) are attack surface a gesture server does not need.
+# (Multi-picture JPEGs of phone cameras open through the JPEG plugin, as MPO.)
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
 
 
 class InvalidImageError(ValueError):
@@ -57,12 +61,18 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> NDArray[n
             # PIL warns before its own bomb error; our limit is checked on the header below.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             Image.MAX_IMAGE_PIXELS = None
-            with Image.open(io.BytesIO(data)) as img:
+            with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as img:
                 width, height = img.size
                 if width * height > max_pixels:
                     raise InvalidImageError(
                         f"image declares {width}x{height} = {width * height} pixels, more than "
                         f"the limit of {max_pixels}"
+                    )
+                # Refused from the header too: a 1 x 64M strip is within the pixel limit but
+                # would be decoded in full only to be refused afterwards.
+                if width < MIN_SIDE or height < MIN_SIDE:
+                    raise InvalidImageError(
+                        f"image is {width}x{height}; each side must be at least {MIN_SIDE} pixels"
                     )
                 img.load()
                 rgb = _to_rgb8(img)
@@ -73,7 +83,8 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> NDArray[n
         # ImportError: once ultralytics is imported in the process, it patches Image.open to
         # import pi_heif (not installed) whenever PIL cannot identify the bytes.
         raise InvalidImageError(
-            f"bytes are not a readable image ({len(data)} bytes, format not recognised)"
+            f"bytes are not a readable image ({len(data)} bytes, format not recognised; "
+            f"accepted: {', '.join(ALLOWED_FORMATS)})"
         ) from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise InvalidImageError(f"bytes are not a readable image: {exc}") from exc

@@ -16,6 +16,7 @@ import contextlib
 import ctypes
 import importlib.util
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -50,6 +51,16 @@ DEFAULT_EXIT_TIMEOUT_S = 20
 PYTHON_SHM_BYTES = 16 * 1024 * 1024
 LOG_TAIL_LINES = 40
 LOG_ERROR_LINES = 20
+# Triton 2.51's Python backend does not restart a stub process that died (measured: the model
+# stays "ready" and answers every request with INTERNAL "Stub process ... is not healthy"
+# forever), so gesture-serve watches the stubs and restarts the whole server instead.
+STUB_BINARY = "triton_python_backend_stub"
+WATCHDOG_INTERVAL_S = 0.5
+# A server with a dead stub cannot unload that model and would sit out its whole exit timeout;
+# the requests it still holds are failing anyway, so a restart waits only this long.
+RESTART_GRACE_S = 3.0
+# A stop first waits until no model step has run for this long (see TritonServer.drain).
+DRAIN_QUIET_S = 1.0
 
 
 class ServerError(RuntimeError):
@@ -194,6 +205,7 @@ class TritonServer:
         # Triton prints its tables after the error that matters; keep error lines apart.
         self._errors: collections.deque[str] = collections.deque(maxlen=LOG_ERROR_LINES)
         self._reader: threading.Thread | None = None
+        self._stubs: dict[int, str] = {}
 
     # Endpoints as tritonclient takes them (host:port, no scheme).
     @property
@@ -215,6 +227,14 @@ class TritonServer:
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
+
+    def stub_processes(self) -> dict[int, str]:
+        """The server's live Python-backend stub processes: pid -> model name."""
+        return stub_processes(self.pid) if self.exit_code() is None and self.pid else {}
+
+    def dead_stubs(self) -> list[str]:
+        """Models whose stub process (seen when the server got ready) has since died."""
+        return sorted(model for pid, model in self._stubs.items() if not _process_alive(pid))
 
     def command(self, backend_dir: Path, server: Path) -> list[str]:
         cmd = [
@@ -292,7 +312,56 @@ class TritonServer:
         except BaseException:
             self.stop()
             raise
+        self._stubs = self.stub_processes()
         return self
+
+    def activity(self) -> tuple[float, float] | None:
+        """(model executions so far, requests waiting) over every model, from the metrics;
+        None when the metrics do not answer."""
+        try:
+            with urllib.request.urlopen(self.metrics_url, timeout=2) as reply:
+                text = reply.read().decode("utf-8", errors="replace")
+        except (urllib.error.URLError, OSError):
+            return None
+        totals = {"nv_inference_exec_count": 0.0, "nv_inference_pending_request_count": 0.0}
+        for line in text.splitlines():
+            name, _, rest = line.partition("{")
+            if name in totals:
+                with contextlib.suppress(ValueError, IndexError):
+                    totals[name] += float(rest.rsplit(" ", 1)[1])
+        return totals["nv_inference_exec_count"], totals["nv_inference_pending_request_count"]
+
+    def drain(self, timeout_s: float, quiet_s: float = DRAIN_QUIET_S) -> bool:
+        """Wait until no request is in flight: nothing pending and no model step executed for
+        ``quiet_s``. True when quiet within ``timeout_s``.
+
+        Needed because Triton 2.51 does not drain ensembles on SIGTERM (measured): it stops
+        the composing models' schedulers at once, so a request between two steps fails with
+        UNAVAILABLE "Server is stopping". An ensemble request in flight always runs some
+        step within ``quiet_s`` (a step takes tens of milliseconds), so a quiet server has
+        none left. Under steady load it never gets quiet and the wait ends at the timeout.
+        """
+        deadline = time.monotonic() + timeout_s
+        last: tuple[float, float] | None = None
+        quiet_since = time.monotonic()
+        while time.monotonic() < deadline and self.exit_code() is None:
+            now = self.activity()
+            if now is None:
+                return False
+            if now != last or now[1] > 0:
+                last, quiet_since = now, time.monotonic()
+            elif time.monotonic() - quiet_since >= quiet_s:
+                return True
+            time.sleep(0.05)
+        return False
+
+    def restart(self, grace_s: float = RESTART_GRACE_S) -> TritonServer:
+        """Stop (SIGTERM, SIGKILL after ``grace_s``) and start again on the same ports."""
+        self.stop(grace_s)
+        self._process = None
+        self._stubs = {}
+        self.waited_for_http_clients = False
+        return self.start()
 
     def _read_log(self) -> None:
         assert self._process is not None and self._process.stdout is not None
@@ -341,15 +410,17 @@ class TritonServer:
         if self._reader is not None:
             self._reader.join(timeout=5)
 
-    def stop(self) -> int | None:
-        """SIGTERM (Triton's clean shutdown), wait, then kill if it hangs. Returns its exit code."""
+    def stop(self, timeout_s: float | None = None) -> int | None:
+        """SIGTERM (Triton's clean shutdown), wait ``timeout_s`` (default: the exit timeout
+        plus a margin), then kill. Returns its exit code. Call ``drain`` first for in-flight
+        ensemble requests to finish: Triton 2.51 cuts them on SIGTERM."""
         process = self._process
         if process is None:
             return None
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
             try:
-                process.wait(timeout=self.exit_timeout_s + 15)
+                process.wait(timeout=self.exit_timeout_s + 15 if timeout_s is None else timeout_s)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=10)
@@ -368,31 +439,126 @@ class TritonServer:
         self.stop()
 
 
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def _process_alive(pid: int) -> bool:
+    """False for a process that is gone or a zombie (dead, not yet reaped by its parent)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    # The state follows the parenthesised command name, which may itself contain spaces.
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
+
+
+def stub_processes(server_pid: int) -> dict[int, str]:
+    """Live ``triton_python_backend_stub`` children of a tritonserver: pid -> model name.
+
+    The stub's first argument is ``<repository>/<model>/<version>/model.py``.
+    """
+    stubs = {}
+    for pid in _children(server_pid):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if len(argv) > 1 and argv[0].endswith(STUB_BINARY.encode()) and _process_alive(pid):
+            stubs[pid] = Path(argv[1].decode(errors="replace")).parent.parent.name
+    return stubs
+
+
+def process_tree_rss(pid: int) -> dict[int, int]:
+    """Resident memory in bytes of a process and its children (the server and its stubs)."""
+    rss = {}
+    for p in [pid, *_children(pid)]:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            pages = int(Path(f"/proc/{p}/statm").read_text().split()[1])
+            rss[p] = pages * os.sysconf("SC_PAGE_SIZE")
+    return rss
+
+
 # --------------------------------------------------------------------------- CLI
 
 
-def ensure_repository(repository: Path, models_dir: Path, rebuild: bool = False) -> Path:
-    """The repository to serve; built (cpu flavour) from ``models_dir`` if missing."""
-    if repository.is_dir() and any(repository.glob("*/config.pbtxt")) and not rebuild:
-        return repository
-    from gesture_recognition.serving.repository import build_repository
+def configured_limits(repository: Path) -> dict[str, int]:
+    """``MAX_PIXELS`` / ``MAX_HANDS`` as the repository's generated configs set them."""
+    limits: dict[str, int] = {}
+    for model in ("image_decoder", "hand_crops"):
+        config = repository / model / "config.pbtxt"
+        if not config.is_file():
+            continue
+        text = config.read_text(encoding="utf-8")
+        for key in ("MAX_PIXELS", "MAX_HANDS"):
+            found = re.search(rf'key:\s*"{key}"\s*value:\s*{{\s*string_value:\s*"(\d+)"', text)
+            if found:
+                limits[key] = int(found.group(1))
+    return limits
+
+
+def ensure_repository(
+    repository: Path,
+    models_dir: Path,
+    rebuild: bool = False,
+    max_pixels: int | None = None,
+    max_hands: int | None = None,
+) -> Path:
+    """The repository to serve; built (cpu flavour) from ``models_dir`` if missing, or when a
+    limit asked for differs from what its configs hold (limits live in the configs)."""
+    wanted = {
+        key: value
+        for key, value in (("MAX_PIXELS", max_pixels), ("MAX_HANDS", max_hands))
+        if value is not None
+    }
+    exists = repository.is_dir() and any(repository.glob("*/config.pbtxt"))
+    current = configured_limits(repository) if exists else {}
+    if exists and not rebuild:
+        differ = {k: v for k, v in wanted.items() if current.get(k) != v}
+        if not differ:
+            return repository
+        print(
+            f"rebuilding {repository} for "
+            + ", ".join(f"{k}={v} (was {current.get(k, 'unset')})" for k, v in differ.items()),
+            flush=True,
+        )
+    from gesture_recognition.serving.repository import ServingOptions, build_repository
 
     needed = (DETECTOR_ONNX, DETECTOR_JSON, CLASSIFIER_ONNX, CLASSIFIER_JSON)
     missing = [name for name in needed if not (models_dir / name).is_file()]
     if missing:
         raise ServerError(
-            f"no model repository at {repository}, and {models_dir} lacks "
-            f"{', '.join(missing)} to build one from (train and export the models, or pass "
-            "--models-dir / --model-repository)"
+            f"no model repository at {repository} (or one with other limits), and {models_dir} "
+            f"lacks {', '.join(missing)} to build one from (train and export the models, or "
+            "pass --models-dir / --model-repository)"
         )
+    # A limit not asked for keeps its current value, unless the user asked for a fresh build.
+    kept = {} if rebuild else current
+    defaults = ServingOptions()
+    options = ServingOptions(
+        max_pixels=wanted.get("MAX_PIXELS", kept.get("MAX_PIXELS", defaults.max_pixels)),
+        max_hands=wanted.get("MAX_HANDS", kept.get("MAX_HANDS", defaults.max_hands)),
+    )
     print(f"building the cpu model repository {repository} from {models_dir} ...", flush=True)
-    return build_repository("cpu", models_dir, repository)
+    return build_repository("cpu", models_dir, repository, options)
 
 
 def _port(text: str) -> int:
     value = int(text)
     if not 1 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"not a TCP port: {value}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer: {value}")
     return value
 
 
@@ -423,6 +589,26 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--allow-model-control",
         action="store_true",
         help="let clients load/unload models (Triton's explicit model control mode)",
+    )
+    parser.add_argument(
+        "--max-pixels",
+        type=_positive,
+        default=None,
+        help="refuse photos (raw or encoded) with more pixels than this; default 64000000 "
+        "(rebuilds the repository when it holds another value)",
+    )
+    parser.add_argument(
+        "--max-hands",
+        type=_positive,
+        default=None,
+        help="classify at most this many hands per photo, the most confident; default 16 "
+        "(rebuilds the repository when it holds another value)",
+    )
+    parser.add_argument(
+        "--no-stub-watchdog",
+        dest="stub_watchdog",
+        action="store_false",
+        help="do not restart the server when a Python-backend stub process dies",
     )
     parser.add_argument("--startup-timeout", type=float, default=DEFAULT_STARTUP_TIMEOUT_S)
     parser.add_argument(
@@ -457,7 +643,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve(args: argparse.Namespace) -> int:
     server: TritonServer | None = None
     try:
-        repository = ensure_repository(args.model_repository, args.models_dir, args.rebuild)
+        repository = ensure_repository(
+            args.model_repository,
+            args.models_dir,
+            args.rebuild,
+            max_pixels=args.max_pixels,
+            max_hands=args.max_hands,
+        )
         server = TritonServer(
             repository,
             http_port=args.http_port,
@@ -476,8 +668,20 @@ def _serve(args: argparse.Namespace) -> int:
             f"metrics {server.metrics_url} (Ctrl-C to stop)",
             flush=True,
         )
+        # Model control may unload a model (and end its stub) on purpose: no watchdog then.
+        watch = args.stub_watchdog and not args.allow_model_control
         while server.exit_code() is None:
-            time.sleep(0.5)
+            time.sleep(WATCHDOG_INTERVAL_S)
+            dead = server.dead_stubs() if watch else []
+            if dead:
+                print(
+                    f"gesture-serve: the Python-backend process of {', '.join(dead)} died; "
+                    "restarting tritonserver ...",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                server.restart()
+                print("gesture-serve: ready again after a restart", flush=True)
         print(
             f"gesture-serve: error: tritonserver exited with code {server.exit_code()}; "
             f"end of its log:\n{server.log_tail()}",
@@ -494,6 +698,13 @@ def _serve(args: argparse.Namespace) -> int:
     # A second signal while shutting down must not cut the clean stop short.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    drained = server is None or server.exit_code() is not None
+    if not drained and not server.drain(server.exit_timeout_s):  # type: ignore[union-attr]
+        print(
+            f"gesture-serve: requests still arriving after {args.exit_timeout_secs} s; "
+            "stopping anyway (requests cut now get UNAVAILABLE, which clients retry)",
+            flush=True,
+        )
     code = server.stop() if server is not None else 0
     if code not in (0, None) and server is not None and server.waited_for_http_clients:
         # Not a failure of the server: Triton gave idle keep-alive HTTP clients the whole exit

@@ -113,6 +113,10 @@ def decision_outputs(
     n = boxes.shape[0]
     if rows.shape[0] < n:
         raise InvalidInputError(f"{n} hands but only {rows.shape[0]} rows of LOGITS")
+    # Checked here, not left to softmax: its ValueError would be answered as an INTERNAL
+    # server failure instead of the caller's bad input.
+    if not np.all(np.isfinite(rows[:n])):
+        raise InvalidInputError("LOGITS contain NaN or Inf")
     probs = softmax(rows[:n]) if n else np.zeros((0, k), dtype=np.float32)
     decision = decide(probs, label_map)
     if not math.isfinite(decision.score):

@@ -1,0 +1,291 @@
+"""Faults under load, against ``gesture-serve`` as users run it (a process of its own).
+
+- A Python-backend stub killed under load: Triton 2.51 does not restart it (the model stays
+  "ready" and fails every request with INTERNAL "Stub process ... is not healthy"), so
+  gesture-serve's watchdog restarts the server; requests fail cleanly meanwhile, none hangs.
+- The server restarted under load: ``GestureClient`` retries with backoff across the gap.
+- SIGTERM with requests in flight: they are answered before the server exits.
+- Limits given as gesture-serve flags reach the served configs.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from gesture_recognition.client.clients import GestureClient
+from gesture_recognition.client.errors import GestureClientError, InvalidInputError
+from gesture_recognition.images import load_image
+from gesture_recognition.serving.launcher import free_port, stub_processes
+
+from .conftest import ServingModels
+
+pytestmark = pytest.mark.functional
+
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
+MAX_PIXELS = 500_000  # a 640x480 sample passes, 1000x1000 does not
+MAX_HANDS = 2
+READY_TIMEOUT_S = 180.0
+
+
+class Served:
+    """A ``gesture-serve`` process, its ports and the lines it printed."""
+
+    def __init__(self, repository: Path, models_dir: Path) -> None:
+        self.repository, self.models_dir = repository, models_dir
+        self.ports = [free_port() for _ in range(3)]
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.process: subprocess.Popen[str] | None = None
+
+    @property
+    def grpc_url(self) -> str:
+        return f"127.0.0.1:{self.ports[1]}"
+
+    def start(self) -> None:
+        cli = Path(sys.executable).with_name("gesture-serve")
+        self.process = subprocess.Popen(
+            [
+                str(cli),
+                "--model-repository",
+                str(self.repository),
+                "--models-dir",
+                str(self.models_dir),
+                "--http-port",
+                str(self.ports[0]),
+                "--grpc-port",
+                str(self.ports[1]),
+                "--metrics-port",
+                str(self.ports[2]),
+                "--max-pixels",
+                str(MAX_PIXELS),
+                "--max-hands",
+                str(MAX_HANDS),
+                "--exit-timeout-secs",
+                "10",
+                "--quiet",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        stream = self.process.stdout
+        assert stream is not None
+
+        def pump() -> None:
+            for line in stream:
+                self.lines.put(line)
+
+        threading.Thread(target=pump, daemon=True).start()
+        self.wait_for("gesture-serve: ready", READY_TIMEOUT_S)
+
+    def wait_for(self, text: str, timeout_s: float) -> list[str]:
+        """Lines up to and including the first that contains ``text``."""
+        seen: list[str] = []
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.5)
+            except queue.Empty:
+                assert self.process is not None
+                if self.process.poll() is not None and self.lines.empty():
+                    break
+                continue
+            seen.append(line)
+            if text in line:
+                return seen
+        raise AssertionError(f"gesture-serve never printed {text!r}; it printed:\n{''.join(seen)}")
+
+    def triton_pid(self) -> int:
+        assert self.process is not None
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        (pid,) = [int(p) for p in children.read_text().split()]
+        return pid
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 60) -> int:
+        assert self.process is not None
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise
+
+
+@pytest.fixture(scope="module")
+def served(
+    serving_models: ServingModels, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
+    server = Served(tmp_path_factory.mktemp("faults") / "repo", serving_models.path)
+    server.start()
+    try:
+        yield server
+    finally:
+        if server.process is not None and server.process.poll() is None:
+            server.stop(signal.SIGTERM)
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    return load_image(sorted(SAMPLES.glob("*.jpg"))[0])
+
+
+def _infer(url: str, image: np.ndarray, timeout_s: float = 30.0) -> str:
+    client = grpcclient.InferenceServerClient(url)
+    try:
+        tensor = grpcclient.InferInput("IMAGE", list(image.shape), "UINT8")
+        tensor.set_data_from_numpy(image)
+        answer = client.infer("gesture_ensemble", [tensor], client_timeout=timeout_s)
+        return answer.as_numpy("GESTURE")[0].decode()
+    finally:
+        client.close()
+
+
+class Load:
+    """Threads sending the photo over gRPC until stopped; every outcome is recorded."""
+
+    def __init__(self, url: str, image: np.ndarray, threads: int = 3) -> None:
+        self.url, self.image = url, image
+        self.outcomes: list[tuple[float, str | None, float]] = []  # (t, error, seconds)
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            start = time.monotonic()
+            try:
+                _infer(self.url, self.image)
+                error = None
+            except InferenceServerException as exc:
+                error = f"{exc.status()} {exc.message()}"
+            self.outcomes.append((start, error, time.monotonic() - start))
+            if error is not None:
+                time.sleep(0.05)  # a refused connection comes back at once
+
+    def __enter__(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=60)
+
+
+def test_limits_from_gesture_serve_flags(served: Served, photo: np.ndarray) -> None:
+    limits = {}
+    for model in ("image_decoder", "hand_crops"):
+        text = (served.repository / model / "config.pbtxt").read_text()
+        limits[model] = text
+    assert f'string_value: "{MAX_PIXELS}"' in limits["image_decoder"]
+    assert f'string_value: "{MAX_HANDS}"' in limits["hand_crops"]
+    assert _infer(served.grpc_url, photo)
+    big = np.zeros((1000, 1000, 3), np.uint8)
+    with pytest.raises(InferenceServerException) as caught:
+        _infer(served.grpc_url, big)
+    assert str(caught.value.status()) == "StatusCode.INVALID_ARGUMENT"
+    assert f"limit of {MAX_PIXELS}" in caught.value.message()
+
+
+def test_a_killed_stub_fails_requests_cleanly_and_the_model_comes_back(
+    served: Served, photo: np.ndarray
+) -> None:
+    triton = served.triton_pid()
+    stubs = {model: pid for pid, model in stub_processes(triton).items()}
+    assert "hand_crops" in stubs, stubs
+    with Load(served.grpc_url, photo) as load:
+        time.sleep(2)
+        killed_at = time.monotonic()
+        os.kill(stubs["hand_crops"], signal.SIGKILL)
+        lines = served.wait_for("ready again after a restart", READY_TIMEOUT_S)
+        restarted_at = time.monotonic()
+        time.sleep(3)
+    assert any("hand_crops died" in line for line in lines), "".join(lines)
+    before = [o for o in load.outcomes if o[0] < killed_at - 0.5]
+    after = [o for o in load.outcomes if o[0] > restarted_at]
+    failed = [o for o in load.outcomes if o[1] is not None]
+    assert before and all(o[1] is None for o in before)
+    # The model came back: every request sent after the restart was answered.
+    assert after and all(o[1] is None for o in after), after
+    # Failures were clean errors, not hangs (the client timeout is 30 s).
+    assert all(o[2] < 30 for o in failed), failed
+    assert all(("not healthy" in o[1]) or ("UNAVAILABLE" in o[1]) for o in failed), failed
+    new_triton = served.triton_pid()
+    assert new_triton != triton
+    assert "hand_crops" in stub_processes(new_triton).values()
+
+
+def test_gesture_client_retries_across_a_server_restart(served: Served, photo: np.ndarray) -> None:
+    results: list[str] = []
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def classify() -> None:
+        # 0.5 + 1 + 2 + 4 + 8 + 8 s of backoff: more than a restart takes on a busy 2-core host.
+        with GestureClient(served.grpc_url, retries=6, backoff=0.5, timeout=30) as client:
+            while not stop.is_set():
+                try:
+                    results.append(client.classify_image(photo).gesture)
+                except GestureClientError as exc:
+                    errors.append(f"{type(exc).__name__}: {exc}")
+
+    worker = threading.Thread(target=classify, daemon=True)
+    worker.start()
+    time.sleep(2)
+    answered_before = len(results)
+    assert served.stop(signal.SIGTERM) == 0
+    served.start()
+    deadline = time.monotonic() + 60
+    while len(results) <= answered_before + 3 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    stop.set()
+    worker.join(timeout=90)
+    assert answered_before > 0
+    assert len(results) > answered_before + 3, errors
+    assert len(set(results)) == 1
+    assert errors == [], errors
+
+
+def test_invalid_input_is_not_retried(served: Served) -> None:
+    """A refused request fails at once with the server's reason, however many retries."""
+    with GestureClient(served.grpc_url, retries=5, backoff=5.0) as client:
+        start = time.monotonic()
+        with pytest.raises(InvalidInputError, match="not a readable image"):
+            client.classify_bytes(b"definitely not a photo")
+        assert time.monotonic() - start < 5.0
+
+
+def test_sigterm_answers_in_flight_requests_before_exit(served: Served, photo: np.ndarray) -> None:
+    client = grpcclient.InferenceServerClient(served.grpc_url)
+    outcomes: queue.Queue[object] = queue.Queue()
+    n = 8
+    for _ in range(n):
+        tensor = grpcclient.InferInput("IMAGE", list(photo.shape), "UINT8")
+        tensor.set_data_from_numpy(photo)
+        client.async_infer(
+            "gesture_ensemble",
+            [tensor],
+            callback=lambda result, error: outcomes.put(error or result),
+            client_timeout=60,
+        )
+    time.sleep(0.2)  # sent, and most of them still queued behind the 2 cores
+    assert served.stop(signal.SIGTERM, timeout_s=90) == 0
+    answers = [outcomes.get(timeout=30) for _ in range(n)]
+    client.close()
+    errors = [f"{a.status()} {a.message()}" for a in answers if isinstance(a, Exception)]
+    assert errors == [], errors
+    assert outcomes.empty()
