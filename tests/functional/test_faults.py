@@ -53,6 +53,10 @@ class Served:
     def grpc_url(self) -> str:
         return f"127.0.0.1:{self.ports[1]}"
 
+    @property
+    def http_url(self) -> str:
+        return f"127.0.0.1:{self.ports[0]}"
+
     def start(self) -> None:
         cli = Path(sys.executable).with_name("gesture-serve")
         self.process = subprocess.Popen(
@@ -230,33 +234,41 @@ def test_a_killed_stub_fails_requests_cleanly_and_the_model_comes_back(
 
 
 def test_gesture_client_retries_across_a_server_restart(served: Served, photo: np.ndarray) -> None:
-    results: list[str] = []
+    """gRPC and HTTP clients classify in a loop while gesture-serve is stopped (SIGTERM, under
+    load) and started again on the same ports: no call fails, only waits."""
+    results: dict[str, list[str]] = {"grpc": [], "http": []}
     errors: list[str] = []
     stop = threading.Event()
 
-    def classify() -> None:
+    def classify(protocol: str, url: str) -> None:
         # 0.5 + 1 + 2 + 4 + 8 + 8 s of backoff: more than a restart takes on a busy 2-core host.
-        with GestureClient(served.grpc_url, retries=6, backoff=0.5, timeout=30) as client:
+        with GestureClient(url, protocol=protocol, retries=6, backoff=0.5, timeout=30) as client:
             while not stop.is_set():
                 try:
-                    results.append(client.classify_image(photo).gesture)
+                    results[protocol].append(client.classify_image(photo).gesture)
                 except GestureClientError as exc:
-                    errors.append(f"{type(exc).__name__}: {exc}")
+                    errors.append(f"{protocol} {type(exc).__name__}: {exc}")
 
-    worker = threading.Thread(target=classify, daemon=True)
-    worker.start()
+    workers = [
+        threading.Thread(target=classify, args=("grpc", served.grpc_url), daemon=True),
+        threading.Thread(target=classify, args=("http", served.http_url), daemon=True),
+    ]
+    for worker in workers:
+        worker.start()
     time.sleep(2)
-    answered_before = len(results)
+    before = {k: len(v) for k, v in results.items()}
     assert served.stop(signal.SIGTERM) == 0
     served.start()
     deadline = time.monotonic() + 60
-    while len(results) <= answered_before + 3 and time.monotonic() < deadline:
+    while time.monotonic() < deadline and any(len(results[k]) <= before[k] + 3 for k in results):
         time.sleep(0.5)
     stop.set()
-    worker.join(timeout=90)
-    assert answered_before > 0
-    assert len(results) > answered_before + 3, errors
-    assert len(set(results)) == 1
+    for worker in workers:
+        worker.join(timeout=90)
+    assert all(before.values()), before
+    for protocol, answers in results.items():
+        assert len(answers) > before[protocol] + 3, (protocol, errors)
+        assert len(set(answers)) == 1, protocol
     assert errors == [], errors
 
 
