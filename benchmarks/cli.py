@@ -104,6 +104,7 @@ class Recorder:
     commands: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     breakdown: list[dict[str, object]] = field(default_factory=list)
+    paired: list[dict[str, float]] = field(default_factory=list)
 
     def add(self, point: Point) -> None:
         self.series.append(point)
@@ -220,6 +221,54 @@ def run_inprocess(
     )
 
 
+def paired_rounds(
+    rec: Recorder,
+    args: argparse.Namespace,
+    server: TritonServer,
+    pipeline: GesturePipeline,
+    photos: Sequence[PhotoTensors],
+    input_json: Path,
+    out: Path,
+) -> None:
+    """The concurrency-1 latency comparison, alternated: in-process, served, in-process, ...
+
+    On a shared host the machine's speed drifts by more than the 15 % the target allows between
+    two runs minutes apart; alternating short rounds puts both sides under the same drift, and
+    the report takes the median of the per-round ratios.
+    """
+    images = [image_array(p) for p in photos]
+    print(f"== paired concurrency-1 rounds ({args.paired_rounds})", flush=True)
+    for round_no in range(1, args.paired_rounds + 1):
+        local = measure_callable(
+            "paired in-process", pipeline, images, 1, args.request_count * 2, warmup=3
+        )
+        spec = pa.PerfRun(
+            model=ENSEMBLE,
+            url=server.grpc_url,
+            protocol="grpc",
+            input_data=input_json,
+            concurrency=(1, 1, 1),
+            csv_path=out / "csv" / f"paired_round{round_no}.csv",
+            request_count=args.request_count,
+        )
+        rows = run_stable(rec, spec, out / "logs" / f"paired_round{round_no}.log", "paired")
+        served_point = point_from_perf_row("paired served", rows[-1], 0)
+        rec.paired.append(
+            {
+                "round": round_no,
+                "inprocess_p50_ms": local.p50_ms,
+                "inprocess_avg_ms": local.avg_ms,
+                "served_p50_ms": served_point.p50_ms,
+                "served_avg_ms": served_point.avg_ms,
+            }
+        )
+        print(
+            f"  round {round_no}: in-process p50 {local.p50_ms:.1f} ms, served gRPC p50 "
+            f"{served_point.p50_ms:.1f} ms ({served_point.p50_ms / local.p50_ms:.2f}x)",
+            flush=True,
+        )
+
+
 def run_naive(
     rec: Recorder, args: argparse.Namespace, photos: Sequence[PhotoTensors], opts: ServingOptions
 ) -> None:
@@ -255,6 +304,7 @@ def run_served(
     span: tuple[int, int, int] | None = None,
     request_count: int | None = None,
     composing: bool | None = None,
+    pipeline: GesturePipeline | None = None,
 ) -> None:
     models = models_dir or args.models_dir
     span = span or args.concurrency
@@ -272,6 +322,8 @@ def run_served(
             )
         if label_prefix != "served":
             return
+        if pipeline is not None and args.paired_rounds:
+            paired_rounds(rec, args, server, pipeline, photos, inputs[ENSEMBLE], out)
         perf_series(
             rec, server, f"served {ENSEMBLE_BYTES} gRPC", ENSEMBLE_BYTES, "grpc",
             inputs[ENSEMBLE_BYTES], span, out, count,
@@ -355,6 +407,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--naive-classifier", type=Path, default=REPO / "runs" / "classifier" / "mcs2021"
     )
     run.add_argument("--naive-requests", type=int, default=48)
+    run.add_argument(
+        "--paired-rounds",
+        type=int,
+        default=3,
+        help="alternating in-process / served rounds at concurrency 1 for the latency ratio "
+        "(0: compare the two series as measured)",
+    )
     run.add_argument("--original", action="store_true", help="also the 2021 configuration")
     run.add_argument(
         "--original-models", type=Path, default=REPO / "build" / "bench" / "original_models"
@@ -393,6 +452,7 @@ def _results(args: argparse.Namespace, rec: Recorder, opts, photos, title: str) 
         "commands": rec.commands,
         "notes": rec.notes,
         "breakdown": rec.breakdown,
+        "paired": rec.paired,
     }
 
 
@@ -424,9 +484,9 @@ def cmd_run(args: argparse.Namespace, work: Path) -> int:
         run_inprocess(rec, pipeline, photos, args.concurrency, args.request_count * 2)
     else:
         run_inprocess(rec, pipeline, photos, (1, 1, 1), args.request_count)
-    del pipeline
     print("== served", flush=True)
-    run_served(rec, args, photos, opts, work, args.out)
+    run_served(rec, args, photos, opts, work, args.out, pipeline=pipeline)
+    del pipeline
     if not args.quick:
         print("== naive PyTorch baseline", flush=True)
         run_naive(rec, args, photos, opts)

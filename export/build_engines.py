@@ -113,7 +113,8 @@ def _size(n: int) -> str:
 
 def repository_report(root: Path, target: str, extra: Sequence[str] = ()) -> str:
     """Markdown summary of a built repository: each model, its files and their sizes."""
-    lines = [f"# Model repository build ({target})", "", f"Repository: `{root}`", ""]
+    # The folder's name only: a report travels with the repository, the machine's paths don't.
+    lines = [f"# Model repository build ({target})", "", f"Repository: `{Path(root).name}/`", ""]
     lines += [*extra, ""] if extra else []
     lines += ["| model | file | size |", "| --- | --- | ---: |"]
     total = 0

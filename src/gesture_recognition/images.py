@@ -17,6 +17,9 @@ from PIL import Image, UnidentifiedImageError
 # A 64-megapixel photo is far beyond any camera frame this serves; a larger declared size is
 # treated as a decompression bomb and refused before any pixel is decoded.
 DEFAULT_MAX_PIXELS = 64_000_000
+# Encoded photos larger than this are refused before decoding (Triton 2.51 has no request-size
+# limit of its own); a 64 MP JPEG is about 20-30 MB.
+DEFAULT_MAX_IMAGE_BYTES = 48 * 2**20
 MIN_SIDE = 8
 # The photo formats PIL may parse. Its other plugins (EPS hands the bytes to Ghostscript, and
 # FITS, PSD, ... have had their own CVEs) are attack surface a gesture server does not need.

@@ -37,6 +37,7 @@ pytestmark = pytest.mark.functional
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 MAX_PIXELS = 500_000  # a 640x480 sample passes, 1000x1000 does not
 MAX_HANDS = 2
+MAX_IMAGE_BYTES = 200_000  # the samples are well below; the oversized blob above
 READY_TIMEOUT_S = 180.0
 
 
@@ -76,6 +77,8 @@ class Served:
                 str(MAX_PIXELS),
                 "--max-hands",
                 str(MAX_HANDS),
+                "--max-image-bytes",
+                str(MAX_IMAGE_BYTES),
                 "--exit-timeout-secs",
                 "10",
                 "--quiet",
@@ -203,6 +206,18 @@ def test_limits_from_gesture_serve_flags(served: Served, photo: np.ndarray) -> N
         _infer(served.grpc_url, big)
     assert str(caught.value.status()) == "StatusCode.INVALID_ARGUMENT"
     assert f"limit of {MAX_PIXELS}" in caught.value.message()
+    assert f'string_value: "{MAX_IMAGE_BYTES}"' in limits["image_decoder"]
+    blob = np.array([b"\xff" * (MAX_IMAGE_BYTES + 1)], dtype=np.object_)
+    client = grpcclient.InferenceServerClient(served.grpc_url)
+    try:
+        tensor = grpcclient.InferInput("IMAGE_BYTES", [1], "BYTES")
+        tensor.set_data_from_numpy(blob)
+        with pytest.raises(InferenceServerException) as caught:
+            client.infer("gesture_ensemble_bytes", [tensor], client_timeout=30)
+    finally:
+        client.close()
+    assert str(caught.value.status()) == "StatusCode.INVALID_ARGUMENT"
+    assert f"more than the limit of {MAX_IMAGE_BYTES}" in caught.value.message()
 
 
 def test_a_killed_stub_fails_requests_cleanly_and_the_model_comes_back(

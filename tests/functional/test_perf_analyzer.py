@@ -110,6 +110,8 @@ def test_gesture_bench_quick_run_writes_a_report(tmp_path: Path, repo_root: Path
             "4",
             "--protocols",
             "grpc",
+            "--paired-rounds",
+            "1",
             "--out",
             str(out),
         ]
@@ -118,7 +120,7 @@ def test_gesture_bench_quick_run_writes_a_report(tmp_path: Path, repo_root: Path
     text = (out / "REPORT.md").read_text()
     assert "| served gesture_ensemble gRPC | 1 |" in text
     assert "| in-process ONNX (IMAGE) | 1 |" in text
-    assert "Latency at concurrency 1, served gRPC / in-process" in text
+    assert "median of 1 alternating rounds" in text
     assert "## Where the served time goes" in text
     assert (out / "throughput_latency_p50.png").is_file()
     assert str(tmp_path) not in text  # no machine paths in the report

@@ -346,3 +346,18 @@ def test_original_detector_definition_builds_offline(tmp_path: Path) -> None:
     model = YOLO(str(path)).model
     assert model.yaml["nc"] == 1
     assert model.yaml["scale"] == "x"
+
+
+def test_paired_rounds_decide_the_latency_target(tmp_path: Path) -> None:
+    results = _results(27.0, 45.0, 12.0)  # the plain series alone would say "met"
+    results["paired"] = [
+        {"round": i, "inprocess_p50_ms": 25.0, "served_p50_ms": 25.0 * r,
+         "inprocess_avg_ms": 26.0, "served_avg_ms": 30.0}
+        for i, r in enumerate((1.1, 1.3, 1.2), start=1)
+    ]
+    (tmp_path / rp.RESULTS_JSON).write_text(json.dumps(results))
+    text = rp.write_report(tmp_path).read_text()
+    assert "median of 3 alternating rounds: **1.20x** (target <= 1.15x: NOT met" in text
+    assert "| 2 | 25.0 | 32.5 | 1.30 |" in text
+    assert rp.paired_ratio([]) is None
+    assert rp.paired_ratio(results["paired"][:2]) == pytest.approx(1.2)

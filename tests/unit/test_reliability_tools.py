@@ -17,6 +17,7 @@ from gesture_recognition.client.errors import (
     is_retryable,
     translate,
 )
+from gesture_recognition.images import DEFAULT_MAX_IMAGE_BYTES
 from gesture_recognition.serving import launcher
 from gesture_recognition.serving.soak import MIB, MemorySample, SoakResult, report_markdown
 
@@ -75,8 +76,10 @@ def test_process_view_sees_children_and_zombies() -> None:
 
 
 def test_limit_flags() -> None:
-    args = launcher.parse_args(["--max-pixels", "2000000", "--max-hands", "4"])
-    assert (args.max_pixels, args.max_hands) == (2_000_000, 4)
+    args = launcher.parse_args(
+        ["--max-pixels", "2000000", "--max-hands", "4", "--max-image-bytes", "1000"]
+    )
+    assert (args.max_pixels, args.max_hands, args.max_image_bytes) == (2_000_000, 4, 1000)
     defaults = launcher.parse_args([])
     assert defaults.max_pixels is None and defaults.max_hands is None
     for bad in (["--max-pixels", "0"], ["--max-hands", "-1"], ["--max-hands", "x"]):
@@ -92,14 +95,24 @@ def test_limits_rebuild_the_repository_only_when_they_differ(
         pytest.skip("no shipped models")
     repo = tmp_path / "repo"
     launcher.ensure_repository(repo, models, max_pixels=1_000_000, max_hands=3)
-    assert launcher.configured_limits(repo) == {"MAX_PIXELS": 1_000_000, "MAX_HANDS": 3}
+    assert launcher.configured_limits(repo) == {
+        "MAX_PIXELS": 1_000_000,
+        "MAX_HANDS": 3,
+        "MAX_BYTES": DEFAULT_MAX_IMAGE_BYTES,
+    }
     capsys.readouterr()
     launcher.ensure_repository(repo, models, max_pixels=1_000_000)
     assert capsys.readouterr().out == ""  # same limit: served as it is
     launcher.ensure_repository(repo, models, max_hands=5)
     assert "MAX_HANDS=5 (was 3)" in capsys.readouterr().out
-    # The limit not named keeps its value.
-    assert launcher.configured_limits(repo) == {"MAX_PIXELS": 1_000_000, "MAX_HANDS": 5}
+    launcher.ensure_repository(repo, models, max_image_bytes=4096)
+    assert "MAX_BYTES=4096" in capsys.readouterr().out
+    # The limits not named keep their values.
+    assert launcher.configured_limits(repo) == {
+        "MAX_PIXELS": 1_000_000,
+        "MAX_HANDS": 5,
+        "MAX_BYTES": 4096,
+    }
 
 
 def _triton_error(status: str, message: str):

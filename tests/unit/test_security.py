@@ -164,11 +164,6 @@ def test_shipped_models_carry_no_machine_path() -> None:
     assert leaks == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="export/build_engines.py writes the repository's absolute path into BUILD_REPORT.md "
-    "(repository_report: 'Repository: `{root}`'); not this change's file — reported",
-)
 def test_build_report_names_no_machine_path(tmp_path: Path) -> None:
     from gesture_recognition.export.build_engines import repository_report
 

@@ -289,3 +289,10 @@ def test_respond_each_isolates_failures() -> None:
         and "ZeroDivisionError" in responses[2]["error"].message
     )
     assert any("ZeroDivisionError" in line for line in _FakeUtils.logged)
+
+
+def test_decode_bytes_input_byte_limit_is_checked_before_decoding() -> None:
+    encoded = _png(_photo())
+    assert decode_bytes_input(np.array([encoded], dtype=np.object_), MAX_PIXELS, len(encoded)).size
+    with pytest.raises(InvalidInputError, match=f"more than the limit of {len(encoded) - 1}"):
+        decode_bytes_input(np.array([encoded], dtype=np.object_), MAX_PIXELS, len(encoded) - 1)

@@ -495,7 +495,7 @@ def configured_limits(repository: Path) -> dict[str, int]:
         if not config.is_file():
             continue
         text = config.read_text(encoding="utf-8")
-        for key in ("MAX_PIXELS", "MAX_HANDS"):
+        for key in ("MAX_PIXELS", "MAX_HANDS", "MAX_BYTES"):
             found = re.search(rf'key:\s*"{key}"\s*value:\s*{{\s*string_value:\s*"(\d+)"', text)
             if found:
                 limits[key] = int(found.group(1))
@@ -508,12 +508,17 @@ def ensure_repository(
     rebuild: bool = False,
     max_pixels: int | None = None,
     max_hands: int | None = None,
+    max_image_bytes: int | None = None,
 ) -> Path:
     """The repository to serve; built (cpu flavour) from ``models_dir`` if missing, or when a
     limit asked for differs from what its configs hold (limits live in the configs)."""
     wanted = {
         key: value
-        for key, value in (("MAX_PIXELS", max_pixels), ("MAX_HANDS", max_hands))
+        for key, value in (
+            ("MAX_PIXELS", max_pixels),
+            ("MAX_HANDS", max_hands),
+            ("MAX_BYTES", max_image_bytes),
+        )
         if value is not None
     }
     exists = repository.is_dir() and any(repository.glob("*/config.pbtxt"))
@@ -543,6 +548,9 @@ def ensure_repository(
     options = ServingOptions(
         max_pixels=wanted.get("MAX_PIXELS", kept.get("MAX_PIXELS", defaults.max_pixels)),
         max_hands=wanted.get("MAX_HANDS", kept.get("MAX_HANDS", defaults.max_hands)),
+        max_image_bytes=wanted.get(
+            "MAX_BYTES", kept.get("MAX_BYTES", defaults.max_image_bytes)
+        ),
     )
     print(f"building the cpu model repository {repository} from {models_dir} ...", flush=True)
     return build_repository("cpu", models_dir, repository, options)
@@ -605,6 +613,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "(rebuilds the repository when it holds another value)",
     )
     parser.add_argument(
+        "--max-image-bytes",
+        type=_positive,
+        default=None,
+        help="refuse encoded photos larger than this many bytes; default 50331648 (48 MiB) "
+        "(rebuilds the repository when it holds another value)",
+    )
+    parser.add_argument(
         "--no-stub-watchdog",
         dest="stub_watchdog",
         action="store_false",
@@ -649,6 +664,7 @@ def _serve(args: argparse.Namespace) -> int:
             args.rebuild,
             max_pixels=args.max_pixels,
             max_hands=args.max_hands,
+            max_image_bytes=args.max_image_bytes,
         )
         server = TritonServer(
             repository,

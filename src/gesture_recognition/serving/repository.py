@@ -43,7 +43,7 @@ from gesture_recognition.artifacts import (
     shipped_models_dir,
 )
 from gesture_recognition.hands import DEFAULT_MAX_HANDS
-from gesture_recognition.images import DEFAULT_MAX_PIXELS
+from gesture_recognition.images import DEFAULT_MAX_IMAGE_BYTES, DEFAULT_MAX_PIXELS
 from gesture_recognition.labels import load_label_map
 
 FLAVOURS = ("cpu", "onnxruntime", "tensorrt")
@@ -185,6 +185,7 @@ class ServingOptions:
 
     max_hands: int = DEFAULT_MAX_HANDS
     max_pixels: int = DEFAULT_MAX_PIXELS
+    max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES
     detector_max_batch: int = 8
     detector_instances: int = 1
     classifier_instances: int = 1
@@ -207,6 +208,8 @@ class ServingOptions:
             raise ValueError("classifier instances >= 1, ort_threads >= 0, detections >= 1")
         if self.max_pixels < 64:
             raise ValueError(f"max_pixels is too small: {self.max_pixels}")
+        if self.max_image_bytes < 1:
+            raise ValueError(f"max_image_bytes must be positive, got {self.max_image_bytes}")
 
 
 @dataclass(frozen=True)
@@ -243,7 +246,7 @@ def model_configs(
             name=IMAGE_DECODER,
             inputs=(_t("IMAGE_BYTES", "BYTES", 1),),
             outputs=(_t("IMAGE", "UINT8", -1, -1, 3),),
-            parameters=_params(MAX_PIXELS=opts.max_pixels),
+            parameters=_params(MAX_PIXELS=opts.max_pixels, MAX_BYTES=opts.max_image_bytes),
             **python,  # type: ignore[arg-type]
         ),
         ModelConfig(

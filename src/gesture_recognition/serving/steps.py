@@ -18,7 +18,7 @@ from gesture_recognition.artifacts import ClassifierSpec
 from gesture_recognition.decision import decide, softmax
 from gesture_recognition.detections import decode_detections
 from gesture_recognition.hands import prepare_hands
-from gesture_recognition.images import check_image_array, decode_image
+from gesture_recognition.images import DEFAULT_MAX_IMAGE_BYTES, check_image_array, decode_image
 from gesture_recognition.labels import LabelMap
 from gesture_recognition.letterbox import LetterboxParams, letterbox, to_detector_tensor
 
@@ -29,7 +29,9 @@ class InvalidInputError(ValueError):
     """A request tensor the model cannot use; answered as INVALID_ARG, never a crash."""
 
 
-def decode_bytes_input(data: object, max_pixels: int) -> NDArray[np.uint8]:
+def decode_bytes_input(
+    data: object, max_pixels: int, max_bytes: int = DEFAULT_MAX_IMAGE_BYTES
+) -> NDArray[np.uint8]:
     """``IMAGE_BYTES`` (BYTES ``[1]``: one encoded JPEG/PNG/...) -> RGB uint8 ``[H, W, 3]``."""
     flat = np.asarray(data, dtype=object).reshape(-1)
     if flat.size != 1:
@@ -37,6 +39,10 @@ def decode_bytes_input(data: object, max_pixels: int) -> NDArray[np.uint8]:
     raw = flat[0]
     if not isinstance(raw, bytes | bytearray):
         raise InvalidInputError(f"IMAGE_BYTES must be bytes, got {type(raw).__name__}")
+    if len(raw) > max_bytes:
+        raise InvalidInputError(
+            f"IMAGE_BYTES holds {len(raw)} bytes, more than the limit of {max_bytes}"
+        )
     return decode_image(bytes(raw), max_pixels)
 
 
