@@ -393,6 +393,9 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="KEY=INT", help="a serving option, e.g. queue_delay_us=2000 (repeatable)",
         )
         s.add_argument("--work-dir", type=Path, default=None, help="keep repository and inputs")
+        s.add_argument(
+            "--note", action="append", default=[], help="a line for the report (repeatable)"
+        )
 
     run = sub.add_parser("run", help="baselines + served pipeline, report")
     common(run)
@@ -458,8 +461,13 @@ def _results(args: argparse.Namespace, rec: Recorder, opts, photos, title: str) 
 
 def _display(path: Path) -> str:
     """Paths in reports relative to the repository: no machine's absolute paths in files."""
+    resolved = path.resolve()
     try:
-        return str(path.resolve().relative_to(REPO))
+        return str(resolved.relative_to(REPO))
+    except ValueError:
+        pass
+    try:  # beside the repository, like ../shared/data
+        return str(Path("..") / resolved.relative_to(REPO.parent))
     except ValueError:
         return path.name
 
@@ -476,7 +484,7 @@ def _write(out: Path, results: dict) -> Path:
 
 def cmd_run(args: argparse.Namespace, work: Path) -> int:
     opts = serving_options(dict(args.overrides))
-    rec = Recorder()
+    rec = Recorder(notes=list(args.note))
     print(f"== tracing {args.limit} photos from {args.photos}", flush=True)
     pipeline, photos = trace(args.models_dir, args.photos, args.limit, opts)
     if not args.quick:
@@ -502,7 +510,7 @@ def cmd_run(args: argparse.Namespace, work: Path) -> int:
 def cmd_tune(args: argparse.Namespace, work: Path) -> int:
     base = dict(args.overrides)
     variants = [("baseline", {})] + [v for v in args.variant if v[0] != "baseline"]
-    rec = Recorder()
+    rec = Recorder(notes=list(args.note))
     photos: list[PhotoTensors] = []
     lines = ["| variant | options |", "|---|---|"]
     for name, overrides in variants:

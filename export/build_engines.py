@@ -111,6 +111,19 @@ def _size(n: int) -> str:
     return f"{n:.1f} GiB"
 
 
+def shown(path: str | Path) -> str:
+    """A path as a report may show it: relative to the repository (or beside it, ``../``),
+    never the machine's absolute path."""
+    resolved = Path(path).resolve()
+    root = Path(__file__).resolve().parents[1]
+    for base, prefix in ((root, Path()), (root.parent, Path(".."))):
+        try:
+            return str(prefix / resolved.relative_to(base))
+        except ValueError:
+            continue
+    return Path(path).name
+
+
 def repository_report(root: Path, target: str, extra: Sequence[str] = ()) -> str:
     """Markdown summary of a built repository: each model, its files and their sizes."""
     # The folder's name only: a report travels with the repository, the machine's paths don't.
@@ -190,8 +203,8 @@ def stage_int8_classifier(args: argparse.Namespace, models: Path, staged: Path) 
     )
     return [
         f"- Gesture classifier: INT8 ({settings.describe()}), calibrated on {len(calibration)} "
-        f"{'/'.join(CALIBRATION_SPLITS)} crops of `{crops}`.",
-        f"  Verified against FP32 `{models / CLASSIFIER_ONNX}` on {check.samples} held-out "
+        f"{'/'.join(CALIBRATION_SPLITS)} crops of `{shown(crops)}`.",
+        f"  Verified against FP32 `{shown(models / CLASSIFIER_ONNX)}` on {check.samples} held-out "
         f"{'/'.join(VERIFICATION_SPLITS)} crops: top-1 agreement {check.top1_agreement:.3f} "
         f"(limit >= {args.int8_min_agreement}), max softmax difference "
         f"{check.max_prob_diff:.3f} (limit <= {args.int8_max_prob_diff}), mean "
@@ -246,7 +259,7 @@ def stage_int8_detector(args: argparse.Namespace, models: Path, staged: Path) ->
         shutil.copyfile(candidate / DETECTOR_ONNX, staged / DETECTOR_ONNX)
     return [
         f"- Hand detector: INT8 ({settings.describe()}; the {len(head)} head nodes float), "
-        f"calibrated on {len(calibration)} train photos of `{data_yaml}`.",
+        f"calibrated on {len(calibration)} train photos of `{shown(data_yaml)}`.",
         f"  Verified on its {check.photos} val photos: mAP50 {check.fp32_map50:.3f} (FP32) -> "
         f"{check.int8_map50:.3f} (INT8), mAP50-95 {check.fp32_map50_95:.3f} -> "
         f"{check.int8_map50_95:.3f} (largest drop allowed {args.int8_max_map_drop}).",
@@ -276,8 +289,9 @@ def verify_detector_step(args: argparse.Namespace, models: Path) -> list[str]:
     check = verify_detector_export(checkpoint, models / DETECTOR_ONNX, spec, photos)
     check.check()
     return [
-        f"- Hand detector ONNX verified against `{checkpoint}` (PyTorch) on {check.photos} real "
-        f"photos of `{args.verify_photos}`: served boxes equal on {check.photos_agreeing} of "
+        f"- Hand detector ONNX verified against `{shown(checkpoint)}` (PyTorch) on "
+        f"{check.photos} real photos of `{shown(args.verify_photos)}`: served boxes equal on "
+        f"{check.photos_agreeing} of "
         f"{check.photos} ({check.served_boxes} boxes >= {spec.conf_threshold}), max box "
         f"difference {check.max_box_diff_px:.1e} px, max score difference "
         f"{check.max_score_diff:.1e}."

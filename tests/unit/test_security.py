@@ -190,3 +190,13 @@ def test_launcher_defaults_are_local_and_locked() -> None:
     assert args.address == "127.0.0.1"
     assert not args.allow_model_control
     assert args.stub_watchdog
+
+
+def test_build_reports_show_paths_without_the_machine_prefix(repo_root: Path) -> None:
+    from gesture_recognition.export.build_engines import shown
+
+    assert shown(repo_root / "models" / "gesture_classifier.onnx") == (
+        "models/gesture_classifier.onnx"
+    )
+    assert shown(repo_root.parent / "shared" / "data") == "../shared/data"
+    assert shown("/somewhere/else/crops") == "crops"
