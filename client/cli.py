@@ -24,6 +24,7 @@ from typing import TextIO
 
 from tqdm import tqdm
 
+from gesture_recognition.arguments import non_negative_int, positive_float, positive_int
 from gesture_recognition.images import load_image
 from gesture_recognition.serving.repository import ENSEMBLE, ENSEMBLE_BYTES
 
@@ -49,27 +50,6 @@ DEFAULT_CONCURRENCY = 4
 # Fewer files than this finish before a progress bar would tell anything.
 PROGRESS_MIN_FILES = 8
 TABLE_COLUMNS = ("file", "gesture", "score", "hands", "boxes (x1,y1,x2,y2)")
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--concurrency",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_CONCURRENCY,
         help="requests in flight at once (1: the blocking client, one at a time)",
     )
@@ -119,13 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--timeout",
-        type=_positive_float,
+        type=positive_float,
         default=DEFAULT_TIMEOUT_S,
         help="seconds to wait for each answer",
     )
     parser.add_argument(
         "--retries",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=DEFAULT_RETRIES,
         help="retries while the server is unreachable (backoff doubles each time)",
     )

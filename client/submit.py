@@ -28,6 +28,12 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
+from gesture_recognition.arguments import (
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 from gesture_recognition.mcs2021 import ANSWERS_CSV, read_test_csv
 from gesture_recognition.serving.repository import ENSEMBLE, ENSEMBLE_BYTES
 
@@ -244,34 +250,6 @@ async def _classify(
             bar.close()
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -293,16 +271,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--model", help="entry point name, if the server renamed it")
     parser.add_argument(
-        "--concurrency", type=_positive_int, default=DEFAULT_CONCURRENCY, help="requests in flight"
+        "--concurrency", type=positive_int, default=DEFAULT_CONCURRENCY, help="requests in flight"
     )
-    parser.add_argument("--timeout", type=_positive_float, default=DEFAULT_TIMEOUT_S)
-    parser.add_argument("--retries", type=_non_negative_int, default=DEFAULT_RETRIES)
+    parser.add_argument("--timeout", type=positive_float, default=DEFAULT_TIMEOUT_S)
+    parser.add_argument("--retries", type=non_negative_int, default=DEFAULT_RETRIES)
     parser.add_argument(
-        "--backoff", type=_non_negative_float, default=DEFAULT_BACKOFF_S, help="first wait, s"
+        "--backoff", type=non_negative_float, default=DEFAULT_BACKOFF_S, help="first wait, s"
     )
     parser.add_argument(
         "--max-frames",
-        type=_positive_int,
+        type=positive_int,
         help="answer at most this many frames in this run (a chunk; the next run continues)",
     )
     parser.add_argument(

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
 
+from gesture_recognition.arguments import positive_int
 from gesture_recognition.artifacts import (
     CLASSIFIER_JSON,
     CLASSIFIER_ONNX,
@@ -563,13 +564,6 @@ def _port(text: str) -> int:
     return value
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer: {value}")
-    return value
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="gesture-serve",
@@ -600,21 +594,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--max-pixels",
-        type=_positive,
+        type=positive_int,
         default=None,
         help="refuse photos (raw or encoded) with more pixels than this; default 64000000 "
         "(rebuilds the repository when it holds another value)",
     )
     parser.add_argument(
         "--max-hands",
-        type=_positive,
+        type=positive_int,
         default=None,
         help="classify at most this many hands per photo, the most confident; default 16 "
         "(rebuilds the repository when it holds another value)",
     )
     parser.add_argument(
         "--max-image-bytes",
-        type=_positive,
+        type=positive_int,
         default=None,
         help="refuse encoded photos larger than this many bytes; default 50331648 (48 MiB) "
         "(rebuilds the repository when it holds another value)",

@@ -31,6 +31,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from gesture_recognition.arguments import positive_int
 from gesture_recognition.artifacts import (
     CLASSIFIER_JSON,
     CLASSIFIER_ONNX,
@@ -799,14 +800,6 @@ def _write_model(
     if any(t.label_filename for t in config.outputs):
         (folder / LABELS_FILE).write_text(labels_text(specs.classifier), encoding="utf-8")
     (folder / "config.pbtxt").write_text(render_config(config, flavour), encoding="utf-8")
-
-
-def positive_int(text: str) -> int:
-    """argparse type for counts and limits that must be at least 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
