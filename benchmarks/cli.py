@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from gesture_recognition.artifacts import shipped_models_dir
+from gesture_recognition.paths import shown_path
 from gesture_recognition.pipeline import GesturePipeline
 from gesture_recognition.serving.launcher import ServerError, TritonServer, free_port
 from gesture_recognition.serving.repository import (
@@ -461,15 +462,7 @@ def _results(args: argparse.Namespace, rec: Recorder, opts, photos, title: str) 
 
 def _display(path: Path) -> str:
     """Paths in reports relative to the repository: no machine's absolute paths in files."""
-    resolved = path.resolve()
-    try:
-        return str(resolved.relative_to(REPO))
-    except ValueError:
-        pass
-    try:  # beside the repository, like ../shared/data
-        return str(Path("..") / resolved.relative_to(REPO.parent))
-    except ValueError:
-        return path.name
+    return shown_path(path)
 
 
 def _display_argv(argv: Sequence[str]) -> list[str]:

@@ -70,6 +70,7 @@ from gesture_recognition.export.trt_engines import (
     trtexec_command,
 )
 from gesture_recognition.export.verify_export import real_photos, verify_detector_export
+from gesture_recognition.paths import shown_path
 from gesture_recognition.serving.repository import (
     FLAVOURS,
     RepositoryError,
@@ -112,16 +113,8 @@ def _size(n: int) -> str:
 
 
 def shown(path: str | Path) -> str:
-    """A path as a report may show it: relative to the repository (or beside it, ``../``),
-    never the machine's absolute path."""
-    resolved = Path(path).resolve()
-    root = Path(__file__).resolve().parents[1]
-    for base, prefix in ((root, Path()), (root.parent, Path(".."))):
-        try:
-            return str(prefix / resolved.relative_to(base))
-        except ValueError:
-            continue
-    return Path(path).name
+    """A path as a report may show it (see :func:`gesture_recognition.paths.shown_path`)."""
+    return shown_path(path)
 
 
 def repository_report(root: Path, target: str, extra: Sequence[str] = ()) -> str:

@@ -200,3 +200,15 @@ def test_build_reports_show_paths_without_the_machine_prefix(repo_root: Path) ->
     )
     assert shown(repo_root.parent / "shared" / "data") == "../shared/data"
     assert shown("/somewhere/else/crops") == "crops"
+
+
+def test_shown_paths_survive_symlinked_folders(tmp_path: Path, repo_root: Path) -> None:
+    from gesture_recognition.paths import shown_path
+
+    real = tmp_path / "real" / "data"
+    real.mkdir(parents=True)
+    root = tmp_path / "checkout" / "repo"
+    root.mkdir(parents=True)
+    (tmp_path / "checkout" / "shared").symlink_to(tmp_path / "real")
+    assert shown_path(root / ".." / "shared" / "data", root) == "../shared/data"
+    assert shown_path(root / "models" / "x.onnx", root) == "models/x.onnx"
