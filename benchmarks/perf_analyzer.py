@@ -181,7 +181,17 @@ def run(spec: PerfRun, timeout_s: float, log_path: Path | None = None) -> list[d
         raise PerfAnalyzerError(
             f"perf_analyzer on {spec.model} ({spec.protocol}) exited {proc.returncode}:\n{tail}"
         )
-    return read_csv(spec.csv_path)
+    rows = read_csv(spec.csv_path)
+    start, end, step = spec.concurrency
+    measured = [int(r.get("Concurrency", 0)) for r in rows]
+    if measured != list(range(start, end + 1, step)):
+        # perf_analyzer may end a sweep early, exit 0, and leave only the stable levels.
+        tail = "\n".join(output.strip().splitlines()[-8:])
+        raise UnstableMeasurementError(
+            f"perf_analyzer on {spec.model} ({spec.protocol}) measured concurrency {measured} "
+            f"of {start}:{end}:{step}:\n{tail}"
+        )
+    return rows
 
 
 def read_csv(path: Path) -> list[dict[str, float]]:

@@ -62,6 +62,8 @@ def test_perf_analyzer_loads_the_server(
         concurrency=(1, 2, 1),
         csv_path=tmp_path / "run.csv",
         request_count=4,
+        # Plumbing, not numbers: a loose tolerance keeps a busy CI host from failing the sweep.
+        stability_percentage=60,
     )
     before = server_stats.snapshot(triton_server.http_url)
     rows = pa.run(spec, timeout_s=300, log_path=tmp_path / "run.log")
