@@ -26,7 +26,7 @@ from pathlib import Path
 from gesture_recognition.artifacts import shipped_models_dir
 from gesture_recognition.paths import shown_path
 from gesture_recognition.pipeline import GesturePipeline
-from gesture_recognition.serving.launcher import ServerError, TritonServer, free_port
+from gesture_recognition.serving.launcher import ServerError, TritonServer
 from gesture_recognition.serving.repository import (
     ENSEMBLE,
     ENSEMBLE_BYTES,
@@ -118,14 +118,7 @@ class Recorder:
 
 @contextlib.contextmanager
 def served(repository: Path, work: Path) -> Iterator[TritonServer]:
-    server = TritonServer(
-        repository,
-        http_port=free_port(),
-        grpc_port=free_port(),
-        metrics_port=free_port(),
-        build_dir=work,
-        startup_timeout_s=600.0,
-    )
+    server = TritonServer.on_free_ports(repository, build_dir=work, startup_timeout_s=600.0)
     with server:
         yield server
 
@@ -185,19 +178,16 @@ def perf_series(
 def run_stable(
     rec: Recorder, spec: pa.PerfRun, log_path: Path, label: str
 ) -> list[dict[str, float]]:
-    """perf_analyzer, loosening its stability tolerance (10 -> 20 -> 40 %) when a noisy host
-    gives no stable windows; every loosening is written into the report's notes."""
-    while True:
-        try:
-            return pa.run(spec, PERF_TIMEOUT_S, log_path=log_path)
-        except pa.UnstableMeasurementError:
-            if spec.stability_percentage >= MAX_STABILITY_PERCENTAGE:
-                raise
-            spec = replace(spec, stability_percentage=spec.stability_percentage * 2)
-            rec.notes.append(
-                f"{label}, concurrency {spec.concurrency[0]}: no stable windows at the default "
-                f"tolerance; measured with --stability-percentage {spec.stability_percentage}."
-            )
+    """perf_analyzer until stable; a loosened tolerance is written into the report's notes."""
+    rows, used = pa.run_until_stable(
+        spec, PERF_TIMEOUT_S, log_path, max_percentage=MAX_STABILITY_PERCENTAGE
+    )
+    if used.stability_percentage != spec.stability_percentage:
+        rec.notes.append(
+            f"{label}, concurrency {spec.concurrency[0]}: no stable windows at the default "
+            f"tolerance; measured with --stability-percentage {used.stability_percentage}."
+        )
+    return rows
 
 
 def trace(models_dir: Path, photos_dir: Path, limit: int, opts: ServingOptions) -> tuple[

@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 INSTALL_HINT = "install it with: scripts/install_perf_analyzer.sh"
@@ -192,6 +192,21 @@ def run(spec: PerfRun, timeout_s: float, log_path: Path | None = None) -> list[d
             f"of {start}:{end}:{step}:\n{tail}"
         )
     return rows
+
+
+def run_until_stable(
+    spec: PerfRun, timeout_s: float, log_path: Path | None = None, max_percentage: int = 40
+) -> tuple[list[dict[str, float]], PerfRun]:
+    """:func:`run`, doubling the stability tolerance (10 -> 20 -> 40 %) while a noisy host
+    gives no stable windows. Returns the rows and the settings that produced them."""
+    while True:
+        try:
+            return run(spec, timeout_s, log_path=log_path), spec
+        except UnstableMeasurementError:
+            if spec.stability_percentage >= max_percentage:
+                raise
+            loosened = min(spec.stability_percentage * 2, max_percentage)
+            spec = replace(spec, stability_percentage=loosened)
 
 
 def read_csv(path: Path) -> list[dict[str, float]]:

@@ -24,7 +24,7 @@ from gesture_recognition.artifacts import (
     shipped_models_dir,
 )
 from gesture_recognition.pipeline import GesturePipeline
-from gesture_recognition.serving.launcher import TritonServer, free_port
+from gesture_recognition.serving.launcher import TritonServer
 from gesture_recognition.serving.repository import ServingOptions, build_repository
 
 PROTOCOLS = ("grpc", "http")
@@ -91,13 +91,7 @@ def triton_server(
         work / "model_repository",
         ServingOptions(max_hands=TEST_MAX_HANDS),
     )
-    server = TritonServer(
-        repository,
-        http_port=free_port(),
-        grpc_port=free_port(),
-        metrics_port=free_port(),
-        build_dir=work,
-    )
+    server = TritonServer.on_free_ports(repository, build_dir=work)
     with server:
         yield RunningServer(
             http_url=server.http_url,

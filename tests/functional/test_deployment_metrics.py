@@ -26,7 +26,7 @@ import yaml
 from PIL import Image
 
 from gesture_recognition.benchmarks import perf_analyzer
-from gesture_recognition.serving.launcher import TritonServer, free_port
+from gesture_recognition.serving.launcher import TritonServer
 from gesture_recognition.serving.repository import ServingOptions, build_repository
 from tests.unit.test_deployment import (
     DASHBOARD,
@@ -60,13 +60,8 @@ def compose_like_server(serving_models, tmp_path_factory) -> Iterator[TritonServ
     repository = build_repository(
         "cpu", serving_models.path, work / "model_repository", ServingOptions()
     )
-    server = TritonServer(
-        repository,
-        http_port=free_port(),
-        grpc_port=free_port(),
-        metrics_port=free_port(),
-        build_dir=work,
-        extra_args=compose_server_flags(),
+    server = TritonServer.on_free_ports(
+        repository, build_dir=work, extra_args=compose_server_flags()
     )
     with server:
         yield server

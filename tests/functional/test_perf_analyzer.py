@@ -63,10 +63,10 @@ def test_perf_analyzer_loads_the_server(
         csv_path=tmp_path / "run.csv",
         request_count=4,
         # Plumbing, not numbers: a loose tolerance keeps a busy CI host from failing the sweep.
-        stability_percentage=60,
+        stability_percentage=40,
     )
     before = server_stats.snapshot(triton_server.http_url)
-    rows = pa.run(spec, timeout_s=300, log_path=tmp_path / "run.log")
+    rows, _ = pa.run_until_stable(spec, 300, tmp_path / "run.log", max_percentage=100)
     after = server_stats.snapshot(triton_server.http_url)
     assert [int(r["Concurrency"]) for r in rows] == [1, 2]
     assert all(r["Inferences/Second"] > 0 and r["p50 latency"] > 0 for r in rows)

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
+from typing import Any
 
 from gesture_recognition.arguments import positive_int
 from gesture_recognition.artifacts import (
@@ -207,6 +208,21 @@ class TritonServer:
         self._errors: collections.deque[str] = collections.deque(maxlen=LOG_ERROR_LINES)
         self._reader: threading.Thread | None = None
         self._stubs: dict[int, str] = {}
+
+    @classmethod
+    def on_free_ports(
+        cls, model_repository: str | Path, address: str = DEFAULT_ADDRESS, **kwargs: Any
+    ) -> TritonServer:
+        """A server on three free ports of ``address`` (tests, benchmarks: several may run
+        side by side)."""
+        return cls(
+            model_repository,
+            http_port=free_port(address),
+            grpc_port=free_port(address),
+            metrics_port=free_port(address),
+            address=address,
+            **kwargs,
+        )
 
     # Endpoints as tritonclient takes them (host:port, no scheme).
     @property
