@@ -51,20 +51,14 @@ def package_versions() -> dict[str, str]:
 
 
 def git_commit(repo: Path) -> str:
+    """Short commit, ``-dirty`` when tracked files differ from it (numbers of unsaved code)."""
     try:
-        out = subprocess.run(
-            ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
+        return subprocess.run(
+            ["git", "-C", str(repo), "describe", "--always", "--dirty", "--abbrev=7"],
             capture_output=True,
             text=True,
             check=True,
         ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        return out + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
