@@ -80,7 +80,9 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         # Only the labelled frames: test frames are answered by the server, never trained on.
         frames = read_train_csv(root, Path(args.train_csv) if args.train_csv else None)
         images = [root / f.frame_path for f in frames]
-    cache = cache_detections(args.models_dir, root, Path(args.out), images=images)
+    cache = cache_detections(
+        args.models_dir, root, Path(args.out), images=images, conf_threshold=args.conf
+    )
     images = cache["images"]
     with_hand = sum(1 for e in images.values() if e["boxes"])  # type: ignore[union-attr]
     print(
@@ -215,26 +217,52 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _cmd_pseudo_labels(args: argparse.Namespace) -> int:
     from gesture_recognition.training import pseudo_labels as pl
+    from gesture_recognition.training import review_sheets as rs
 
     if args.action == "export":
         if not args.cache:
             raise ValueError("pseudo-labels export needs --cache")
-        export = pl.export_pseudo_labels(Path(args.cache), Path(args.out), args.conf)
-        print(export)
-    else:
-        if not args.reviewed:
-            raise ValueError("pseudo-labels dataset needs --reviewed EXPORT_DIR")
-        exclude = []
-        if args.exclude_crops:
-            from gesture_recognition.training.evaluate import held_out_photos
+        export = pl.export_pseudo_labels(
+            Path(args.cache),
+            Path(args.out),
+            args.conf,
+            low_label=args.low_label,
+            dedupe_iou=args.dedupe_iou,
+            max_boxes=args.max_boxes,
+        )
+        print(export.summary())
+        return 0
+    if not args.reviewed:
+        raise ValueError(f"pseudo-labels {args.action} needs --reviewed EXPORT_DIR")
+    exclude = []
+    if args.exclude_crops:
+        from gesture_recognition.training.evaluate import held_out_photos
 
-            # The end-to-end evaluation scores these photos: the detector must not train on them.
-            exclude = held_out_photos(args.exclude_crops, "test")
+        # The end-to-end evaluation scores these photos: the detector must not train on them.
+        exclude = held_out_photos(args.exclude_crops, "test")
+    if args.action == "sheets":
+        sheets = rs.write_sheets(Path(args.reviewed), Path(args.out), skip=set(exclude))
+        print(f"wrote {len(sheets)} sheets and {rs.INDEX_CSV} to {args.out}")
+    elif args.action == "apply":
+        if not args.decisions:
+            raise ValueError("pseudo-labels apply needs --decisions CSV")
+        applied = rs.apply_decisions(Path(args.reviewed), Path(args.decisions), Path(args.out))
+        print(applied)
+    else:
         written, imported = pl.build_finetune_dataset(
-            Path(args.reviewed), Path(args.out), exclude=exclude, keep_empty=args.keep_empty
+            Path(args.reviewed),
+            Path(args.out),
+            exclude=exclude,
+            voc_dir=args.voc_dir,
+            keep_empty=args.keep_empty,
         )
         print(imported.summary())
         print(written.summary())
+        if args.with_data:
+            combined = pl.write_combined_data_yaml(
+                [*args.with_data, Path(args.out) / "data.yaml"], Path(args.out) / "combined.yaml"
+            )
+            print(f"wrote {combined}: train on it with `gesture-train train-detector --data`")
     return 0
 
 
@@ -285,6 +313,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="folders: every photo under root; mcs2021: the frames of <root>/train.csv",
     )
     p.add_argument("--train-csv", help="mcs2021: train.csv elsewhere than <root>/train.csv")
+    p.add_argument(
+        "--conf",
+        type=float,
+        default=None,
+        help="keep boxes down to this score instead of the served threshold (for pseudo-labels)",
+    )
     p.set_defaults(func=_cmd_detect)
 
     p = sub.add_parser("crops", help="cut topmost-hand crops from a detection cache")
@@ -354,11 +388,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("pseudo-labels", help="detector pseudo-labels: export for review, rebuild")
-    p.add_argument("action", choices=["export", "dataset"])
+    p.add_argument(
+        "action",
+        choices=["export", "sheets", "apply", "dataset"],
+        help="export: cache -> VOC/YOLO for review; sheets: numbered contact sheets to review "
+        "by eye; apply: a decisions CSV -> corrected VOC folder; dataset: reviewed labels -> "
+        "fine-tuning dataset",
+    )
     p.add_argument("--cache", help="detection cache (export)")
-    p.add_argument("--reviewed", help="the export folder after review (dataset)")
+    p.add_argument("--reviewed", help="the export folder (sheets, apply, dataset)")
+    p.add_argument("--decisions", help="apply: CSV path,keep or tile,keep (see review_sheets)")
+    p.add_argument("--voc-dir", help="dataset: corrected VOC folder (default <reviewed>/voc)")
+    p.add_argument(
+        "--with-data",
+        action="append",
+        default=[],
+        help="dataset: also write combined.yaml training on this data.yaml too (repeatable)",
+    )
     p.add_argument("--conf", type=float, default=0.5, help="boxes below go to the review list")
-    p.add_argument("--exclude-crops", help="crop folder whose test photos are left out (dataset)")
+    p.add_argument(
+        "--low-label",
+        help="also write boxes below --conf into the VOC files under this name, for the reviewer "
+        "to rename to 'hand' or delete (left unrenamed, they are dropped at import)",
+    )
+    p.add_argument(
+        "--dedupe-iou",
+        type=float,
+        default=None,
+        help="export: drop a box overlapping a better one by more than this IoU",
+    )
+    p.add_argument("--max-boxes", type=int, default=None, help="export: at most N boxes a photo")
+    p.add_argument(
+        "--exclude-crops", help="crop folder whose test photos are left out (sheets, dataset)"
+    )
     p.add_argument(
         "--keep-empty",
         action="store_true",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -45,10 +45,19 @@ def cache_detections(
     out_path: Path,
     images: Iterable[Path] | None = None,
     threads: int | None = None,
+    conf_threshold: float | None = None,
 ) -> dict[str, object]:
-    """Detect hands in every photo under ``root`` (or in ``images``) into ``out_path`` (JSON)."""
+    """Detect hands in every photo under ``root`` (or in ``images``) into ``out_path`` (JSON).
+
+    ``conf_threshold`` overrides the served threshold (for pseudo-labels, whose review wants the
+    unsure boxes too); the cache records the threshold it was made with.
+    """
     root = Path(root)
     detector = load_detector(models_dir, threads)
+    if conf_threshold is not None:
+        if not 0.0 <= conf_threshold <= 1.0:
+            raise ValueError(f"conf_threshold must be in [0, 1], got {conf_threshold}")
+        detector.spec = replace(detector.spec, conf_threshold=conf_threshold)
     cache = _load(out_path) if Path(out_path).is_file() else None
     if cache is not None and cache.get("detector") != detector.spec.to_dict():
         raise ValueError(

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from gesture_recognition.boxes import box_iou
 from gesture_recognition.training.converters.common import (
     ConversionReport,
     ImageRecord,
@@ -143,17 +144,47 @@ def yolo_rows(boxes: Iterable[tuple[int, int, int, int]], width: int, height: in
     )
 
 
+def candidate_boxes(
+    boxes: np.ndarray, scores: np.ndarray, dedupe_iou: float | None, max_boxes: int | None
+) -> np.ndarray:
+    """Indices of the boxes worth a reviewer's look, best score first.
+
+    A low export threshold on an NMS-free head (YOLO26) yields stacks of near-identical boxes;
+    greedy suppression at ``dedupe_iou`` and a cap leave one box per place to accept or delete.
+    """
+    order = np.argsort(-scores, kind="stable")
+    kept: list[int] = []
+    for i in order:
+        if max_boxes is not None and len(kept) >= max_boxes:
+            break
+        if (
+            dedupe_iou is not None
+            and kept
+            and float(box_iou(boxes[i : i + 1], boxes[kept]).max()) > dedupe_iou
+        ):
+            continue
+        kept.append(int(i))
+    return np.asarray(kept, dtype=np.int64)
+
+
 def export_pseudo_labels(
     cache_path: str | Path,
     out_dir: str | Path,
     conf_threshold: float = 0.5,
     low_label: str | None = None,
+    dedupe_iou: float | None = None,
+    max_boxes: int | None = None,
 ) -> PseudoLabelExport:
     """Write VOC and YOLO pseudo-labels of every photo in the detection cache (see module doc).
 
     Boxes with score >= ``conf_threshold`` become labels; the others go to
     ``low_confidence.csv`` (and into the VOC files as ``low_label`` when it is given).
+    ``dedupe_iou`` / ``max_boxes`` thin each photo's boxes first (:func:`candidate_boxes`).
     """
+    if dedupe_iou is not None and not 0.0 < dedupe_iou <= 1.0:
+        raise ValueError(f"dedupe_iou must be in (0, 1], got {dedupe_iou}")
+    if max_boxes is not None and max_boxes < 1:
+        raise ValueError(f"max_boxes must be >= 1, got {max_boxes}")
     if not 0.0 <= conf_threshold <= 1.0:
         raise ValueError(f"conf_threshold must be in [0, 1], got {conf_threshold}")
     if low_label == HAND:
@@ -172,10 +203,12 @@ def export_pseudo_labels(
     for rel in tqdm(sorted(cache), desc="exporting pseudo-labels", unit="img"):
         det = cache[rel]
         image_path = resolve_inside(root, rel)
-        keep = det.scores >= conf_threshold
-        kept = [_pixel_box(b, det.width, det.height) for b in det.boxes[keep]]
-        low = [_pixel_box(b, det.width, det.height) for b in det.boxes[~keep]]
-        for box, score in zip(low, det.scores[~keep], strict=True):
+        chosen = candidate_boxes(det.boxes, det.scores, dedupe_iou, max_boxes)
+        boxes, scores = det.boxes[chosen], det.scores[chosen]
+        keep = scores >= conf_threshold
+        kept = [_pixel_box(b, det.width, det.height) for b in boxes[keep]]
+        low = [_pixel_box(b, det.width, det.height) for b in boxes[~keep]]
+        for box, score in zip(low, scores[~keep], strict=True):
             low_rows.append([rel, *box, f"{float(score):.4f}"])
         voc_boxes, voc_labels = list(kept), [HAND] * len(kept)
         if low_label is not None:
@@ -208,6 +241,8 @@ def export_pseudo_labels(
         "detector": meta.get("detector"),
         "conf_threshold": conf_threshold,
         "low_label": low_label,
+        "dedupe_iou": dedupe_iou,
+        "max_boxes": max_boxes,
         "images": sorted(cache),
         "counts": {
             "images": report.images,
@@ -338,3 +373,40 @@ def build_finetune_dataset(
         [*kept, *base_records], Path(out_dir), val_fraction=val_fraction, seed=seed
     )
     return report, imported
+
+
+def write_combined_data_yaml(data_yamls: Iterable[str | Path], out_yaml: str | Path) -> Path:
+    """One ultralytics ``data.yaml`` training on several datasets at once (lists of folders).
+
+    The first dataset with a ``test`` split gives the test split: fine-tuning on pseudo-labels
+    is judged on the original hand dataset's held-out photos, which none of them trains on.
+    """
+    import yaml
+
+    splits: dict[str, list[str]] = {"train": [], "val": []}
+    test: str | None = None
+    names = None
+    for path in map(Path, data_yamls):
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        base = Path(data.get("path") or path.parent)
+        if not base.is_absolute():
+            base = (path.parent / base).resolve()
+        if names is None:
+            names = data["names"]
+        elif data["names"] != names:
+            raise ValueError(f"{path} has classes {data['names']}, the first dataset {names}")
+        for split in ("train", "val"):
+            entries = data.get(split) or []
+            for entry in [entries] if isinstance(entries, str) else entries:
+                splits[split].append(str((base / entry).resolve()))
+        if test is None and data.get("test"):
+            test = str((base / data["test"]).resolve())
+    if names is None:
+        raise ValueError("no datasets given")
+    combined: dict[str, object] = {**splits, "names": names}
+    if test is not None:
+        combined["test"] = test
+    out = Path(out_yaml)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(yaml.safe_dump(combined, sort_keys=False), encoding="utf-8")
+    return out
