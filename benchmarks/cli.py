@@ -190,9 +190,9 @@ def run_stable(
     return rows
 
 
-def trace(models_dir: Path, photos_dir: Path, limit: int, opts: ServingOptions) -> tuple[
-    GesturePipeline, list[PhotoTensors]
-]:
+def trace(
+    models_dir: Path, photos_dir: Path, limit: int, opts: ServingOptions
+) -> tuple[GesturePipeline, list[PhotoTensors]]:
     pipeline = GesturePipeline.from_dir(
         models_dir, threads=opts.ort_threads or None, max_hands=opts.max_hands
     )
@@ -268,7 +268,10 @@ def run_naive(
     spec = read_specs(args.models_dir).detector
     try:
         naive = NaiveTorchPipeline.from_checkpoints(
-            args.naive_detector, args.naive_classifier, spec.imgsz, spec.conf_threshold,
+            args.naive_detector,
+            args.naive_classifier,
+            spec.imgsz,
+            spec.conf_threshold,
             opts.max_hands,
         )
     except FileNotFoundError as exc:
@@ -307,8 +310,15 @@ def run_served(
         for protocol in args.protocols:
             name = "gRPC" if protocol == "grpc" else "HTTP"
             perf_series(
-                rec, server, f"{label_prefix} {ENSEMBLE} {name}", ENSEMBLE, protocol,
-                inputs[ENSEMBLE], span, out, count,
+                rec,
+                server,
+                f"{label_prefix} {ENSEMBLE} {name}",
+                ENSEMBLE,
+                protocol,
+                inputs[ENSEMBLE],
+                span,
+                out,
+                count,
                 breakdown_at=1 if protocol == "grpc" and label_prefix == "served" else None,
             )
         if label_prefix != "served":
@@ -316,27 +326,47 @@ def run_served(
         if pipeline is not None and args.paired_rounds:
             paired_rounds(rec, args, server, pipeline, photos, inputs[ENSEMBLE], out)
         perf_series(
-            rec, server, f"served {ENSEMBLE_BYTES} gRPC", ENSEMBLE_BYTES, "grpc",
-            inputs[ENSEMBLE_BYTES], span, out, count,
+            rec,
+            server,
+            f"served {ENSEMBLE_BYTES} gRPC",
+            ENSEMBLE_BYTES,
+            "grpc",
+            inputs[ENSEMBLE_BYTES],
+            span,
+            out,
+            count,
         )
         if args.shared_memory:
             perf_series(
-                rec, server, f"served {ENSEMBLE} gRPC + system shm", ENSEMBLE, "grpc",
-                inputs[ENSEMBLE], span, out, count, shared_memory="system",
+                rec,
+                server,
+                f"served {ENSEMBLE} gRPC + system shm",
+                ENSEMBLE,
+                "grpc",
+                inputs[ENSEMBLE],
+                span,
+                out,
+                count,
+                shared_memory="system",
             )
         if composing if composing is not None else not args.quick:
             for name, config in configs.items():
                 if config.is_ensemble:
                     continue
                 perf_series(
-                    rec, server, f"model {name} gRPC", name, "grpc", inputs[name],
-                    (1, 1, 1), out, count,
+                    rec,
+                    server,
+                    f"model {name} gRPC",
+                    name,
+                    "grpc",
+                    inputs[name],
+                    (1, 1, 1),
+                    out,
+                    count,
                 )
 
 
-def run_original(
-    rec: Recorder, args: argparse.Namespace, work: Path, out: Path
-) -> None:
+def run_original(rec: Recorder, args: argparse.Namespace, work: Path, out: Path) -> None:
     """The 2021 configuration, speed only: YOLOv5x-class detector at 640 px and EfficientNetV2-M
     at 384 px, random weights, served the same way. The random detector keeps every box, so the
     server is built with one hand per photo (the trained pipeline sees about one per photo)."""
@@ -346,17 +376,29 @@ def run_original(
     if not (models / "hand_detector.onnx").is_file():
         print(f"== exporting the original configuration (random weights) to {models}", flush=True)
         make_untrained_models(
-            models, imgsz=640, detector_yaml="yolov5xu.yaml",
-            classifier_arch="tf_efficientnetv2_m", classifier_size=384, max_hands=1,
+            models,
+            imgsz=640,
+            detector_yaml="yolov5xu.yaml",
+            classifier_arch="tf_efficientnetv2_m",
+            classifier_size=384,
+            max_hands=1,
             verify=False,
         )
     opts = ServingOptions(max_hands=1)
     pipeline, photos = trace(models, args.photos, args.limit, opts)
     del pipeline
     run_served(
-        rec, args, photos, opts, work / "original", out, label_prefix="original 2021",
-        models_dir=models, span=args.original_concurrency,
-        request_count=args.original_request_count, composing=False,
+        rec,
+        args,
+        photos,
+        opts,
+        work / "original",
+        out,
+        label_prefix="original 2021",
+        models_dir=models,
+        span=args.original_concurrency,
+        request_count=args.original_request_count,
+        composing=False,
     )
     rec.notes.append(
         "The 'original 2021' rows are speed only: YOLOv5x-class (ultralytics yolov5xu) at 640 px "
@@ -376,12 +418,19 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--concurrency", type=concurrency_range, default=(1, 4, 1))
         s.add_argument("--protocols", type=lambda t: t.split(","), default=["grpc", "http"])
         s.add_argument(
-            "--request-count", type=int, default=50,
+            "--request-count",
+            type=int,
+            default=50,
             help="requests per perf_analyzer measurement window (count_windows mode)",
         )
         s.add_argument(
-            "--set", dest="overrides", type=option_override, action="append", default=[],
-            metavar="KEY=INT", help="a serving option, e.g. queue_delay_us=2000 (repeatable)",
+            "--set",
+            dest="overrides",
+            type=option_override,
+            action="append",
+            default=[],
+            metavar="KEY=INT",
+            help="a serving option, e.g. queue_delay_us=2000 (repeatable)",
         )
         s.add_argument("--work-dir", type=Path, default=None, help="keep repository and inputs")
         s.add_argument(
@@ -394,7 +443,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quick", action="store_true", help="ensembles only, no baselines")
     run.add_argument("--shared-memory", action="store_true", help="also gRPC + system shm")
     run.add_argument(
-        "--naive-detector", type=Path,
+        "--naive-detector",
+        type=Path,
         default=REPO / "runs" / "detector" / "yolo26n_320" / "weights" / "best.pt",
     )
     run.add_argument(
@@ -419,7 +469,10 @@ def build_parser() -> argparse.ArgumentParser:
     common(tune)
     tune.add_argument("--out", type=Path, default=REPO / "reports" / "perf" / "tuning")
     tune.add_argument(
-        "--variant", type=variant, action="append", default=[],
+        "--variant",
+        type=variant,
+        action="append",
+        default=[],
         help="NAME=key=value,key=value (repeatable; 'baseline' is always measured first)",
     )
 
@@ -502,7 +555,13 @@ def cmd_tune(args: argparse.Namespace, work: Path) -> int:
         _, photos = trace(args.models_dir, args.photos, args.limit, opts)
         sub_args = argparse.Namespace(**{**vars(args), "shared_memory": False, "quick": True})
         run_served(
-            rec, sub_args, photos, opts, work / name, args.out, label_prefix=f"tune {name}",
+            rec,
+            sub_args,
+            photos,
+            opts,
+            work / name,
+            args.out,
+            label_prefix=f"tune {name}",
         )
         lines.append(f"| {name} | `{json.dumps(overrides) if overrides else 'defaults'}` |")
     results = _results(args, rec, serving_options(base), photos, "Tuning: serving-option variants")

@@ -63,9 +63,7 @@ def paired_table(paired: Sequence[dict[str, float]]) -> list[str]:
     return rows
 
 
-def target_lines(
-    series: Sequence[Point], paired: Sequence[dict[str, float]] = ()
-) -> list[str]:
+def target_lines(series: Sequence[Point], paired: Sequence[dict[str, float]] = ()) -> list[str]:
     lines = []
     served, local = _at(series, SERVED_GRPC, 1), _at(series, INPROCESS, 1)
     ratio_paired = paired_ratio(paired)

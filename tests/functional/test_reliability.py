@@ -28,12 +28,12 @@ from tritonclient.utils import InferenceServerException
 from gesture_recognition.images import decode_image, load_image
 from gesture_recognition.pipeline import GesturePipeline
 from gesture_recognition.serving.repository import (
+    CPU_MODEL_NAMES,
     ENSEMBLE,
     ENSEMBLE_BYTES,
     ENSEMBLE_OUTPUTS,
-    GESTURE_DECISION,
+    GESTURE_CLASSIFIER,
     HAND_CROPS,
-    MODEL_NAMES,
 )
 from gesture_recognition.serving.soak import load_photos, report_markdown, run_soak
 
@@ -120,7 +120,7 @@ def _assert_healthy_and_correct(server: RunningServer, protocol: str, reference)
     client = _client(server, protocol)
     try:
         assert client.is_server_live() and client.is_server_ready()
-        for name in MODEL_NAMES:
+        for name in CPU_MODEL_NAMES:
             assert client.is_model_ready(name), name
         image = load_image(sorted(SAMPLES.glob("*.jpg"))[0])
         answer = _answer(client, ENSEMBLE, [_tensor(protocol, "IMAGE", image, "UINT8")])
@@ -263,13 +263,16 @@ def test_nan_and_inf_where_floats_are_accepted(
                 _tensor(protocol, "LETTERBOX", np.array([bad, 0, 0], np.float32), "FP32"),
             ]
             _assert_refused(client, protocol, HAND_CROPS, crops_in, "LETTERBOX", "finite")
-            logits = np.array([[0.1, bad, 0, 0, 0, 0, 0]], np.float32)
+            # The cpu flavour decides inside the classifier's model: poisoned crops give
+            # non-finite logits, which the decision refuses.
+            size = reference.classifier.spec.input_size
+            crops = np.full((1, 3, size, size), bad, np.float32)
             boxes = np.array([[10, 10, 50, 50]], np.float32)
-            decision_in = [
-                _tensor(protocol, "LOGITS", logits, "FP32"),
+            classifier_in = [
+                _tensor(protocol, "input", crops, "FP32"),
                 _tensor(protocol, "HAND_BOXES", boxes, "FP32"),
             ]
-            _assert_refused(client, protocol, GESTURE_DECISION, decision_in, "LOGITS", "NaN")
+            _assert_refused(client, protocol, GESTURE_CLASSIFIER, classifier_in, "LOGITS", "NaN")
         # Non-finite detector rows are dropped, never turned into boxes.
         poisoned = detections.copy()
         poisoned[0, :2] = [[np.nan, 0, 50, 50, 0.99, 0], [0, 0, np.inf, 50, 0.99, 0]]

@@ -24,13 +24,12 @@ from tritonclient.utils import InferenceServerException
 from gesture_recognition.images import load_image
 from gesture_recognition.pipeline import GesturePipeline, GestureResult
 from gesture_recognition.serving.repository import (
+    CPU_MODEL_NAMES,
     ENSEMBLE,
     ENSEMBLE_BYTES,
     ENSEMBLE_OUTPUTS,
     GESTURE_CLASSIFIER,
-    GESTURE_DECISION,
     HAND_CROPS,
-    MODEL_NAMES,
 )
 
 from .conftest import BOX_ATOL, PROTOCOLS, SCORE_ATOL, RunningServer, hand_count
@@ -163,7 +162,7 @@ def assert_matches(served: dict, expected: GestureResult, what: str) -> None:
 def test_health_and_metadata(triton_server: RunningServer, protocol: str) -> None:
     client = _client(triton_server, protocol)
     assert client.is_server_live() and client.is_server_ready()
-    for name in MODEL_NAMES:
+    for name in CPU_MODEL_NAMES:
         assert client.is_model_ready(name), name
     meta = client.get_model_metadata(ENSEMBLE)
     if protocol == "grpc":
@@ -182,7 +181,7 @@ def test_bytes_entry_metadata_and_label_file(triton_server: RunningServer, refer
     assert [(t["name"], t["datatype"], t["shape"]) for t in meta["inputs"]] == [
         ("IMAGE_BYTES", "BYTES", [1])
     ]
-    config = client.get_model_config(GESTURE_DECISION)
+    config = client.get_model_config(GESTURE_CLASSIFIER)
     probs = next(o for o in config["output"] if o["name"] == "GESTURE_PROBS")
     assert probs["label_filename"] == "labels.txt"
     assert int(probs["dims"][0]) == len(reference.labels)
@@ -282,15 +281,14 @@ def test_zero_hands_through_the_crop_and_decision_steps(
     assert boxes.shape == (0, 4) and crops.as_numpy("HAND_SCORES").shape == (0,)
     assert batch.shape[0] == 1
 
-    cls_in = grpcclient.InferInput("input", list(batch.shape), "FP32")
-    cls_in.set_data_from_numpy(batch)
-    logits = client.infer(GESTURE_CLASSIFIER, [cls_in]).as_numpy("logits")
-    decision_in = []
-    for name, value in (("LOGITS", logits), ("HAND_BOXES", boxes)):
+    # The cpu flavour's classifier model also decides (from the rows that are hands).
+    classifier_in = []
+    for name, value in (("input", batch), ("HAND_BOXES", boxes)):
         tensor = grpcclient.InferInput(name, list(value.shape), "FP32")
         tensor.set_data_from_numpy(value)
-        decision_in.append(tensor)
-    decision = client.infer(GESTURE_DECISION, decision_in)
+        classifier_in.append(tensor)
+    decision = client.infer(GESTURE_CLASSIFIER, classifier_in)
+    assert decision.as_numpy("logits").shape == (1, len(reference.labels))
     assert _texts(decision.as_numpy("GESTURE")) == ["no_gesture"]
     assert decision.as_numpy("SCORE").tolist() == [1.0]
     assert decision.as_numpy("HAND_GESTURES").shape == (0,)
@@ -355,7 +353,7 @@ def test_bad_input_is_rejected_and_the_server_stays_healthy(
             client.infer(model, inputs)
         assert str(caught.value.status()) == expected_status, caught.value.message()
     assert client.is_server_ready()
-    for name in MODEL_NAMES:
+    for name in CPU_MODEL_NAMES:
         assert client.is_model_ready(name), name
     photo = photos[0]
     assert_matches(infer(triton_server, protocol, photo), reference(photo.image), photo.name)

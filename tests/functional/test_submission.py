@@ -270,7 +270,7 @@ def test_the_class_order_is_the_servers(triton_server: RunningServer, protocol: 
     url = url_of(triton_server, protocol)
     for model in ("gesture_ensemble", "gesture_ensemble_bytes"):
         labels = submit.served_labels(url, protocol, model)
-        label_file = triton_server.repository / "gesture_decision" / "labels.txt"
+        label_file = triton_server.repository / "gesture_classifier" / "labels.txt"
         assert labels == tuple(label_file.read_text(encoding="utf-8").split())
 
 

@@ -36,6 +36,7 @@ from gesture_recognition.pipeline import GesturePipeline
 from gesture_recognition.serving.repository import (
     ENSEMBLE,
     ENSEMBLE_BYTES,
+    GESTURE_CLASSIFIER,
     HAND_CROPS,
     HAND_DETECTOR,
     ServingOptions,
@@ -190,7 +191,7 @@ def traced(repo_root: Path) -> tuple[dict, list]:
     return model_configs("cpu", read_specs(models), opts), photos
 
 
-def test_every_model_gets_the_tensors_it_receives_in_the_ensemble(traced) -> None:
+def test_every_model_gets_the_tensors_it_receives_in_the_ensemble(traced, repo_root) -> None:
     configs, photos = traced
     sources = model_input_sources(configs)
     assert set(sources) == set(configs)
@@ -206,10 +207,18 @@ def test_every_model_gets_the_tensors_it_receives_in_the_ensemble(traced) -> Non
     )
     bytes_step = input_data(configs[ENSEMBLE_BYTES], sources[ENSEMBLE_BYTES], photos[:1])["data"][0]
     assert decode_bytes_entry(bytes_step["IMAGE_BYTES"]) == [photos[0].tensors["IMAGE_BYTES"]]
-    # The batching detector gets rows without the batch axis (perf_analyzer adds it).
-    det = configs[HAND_DETECTOR]
-    det_step = input_data(det, sources[HAND_DETECTOR], photos[:1])["data"][0]
+    # The cpu detector takes the photo itself; the native one batched rows without the batch
+    # axis (perf_analyzer adds it).
+    det_step = input_data(configs[HAND_DETECTOR], sources[HAND_DETECTOR], photos[:1])["data"][0]
+    assert det_step["IMAGE"]["shape"] == list(photos[0].tensors["IMAGE"].shape)
+    native = model_configs("onnxruntime", read_specs(repo_root / "models"))
+    det = native[HAND_DETECTOR]
+    det_step = input_data(det, model_input_sources(native)[HAND_DETECTOR], photos[:1])["data"][0]
     assert det_step[det.inputs[0].name]["shape"] == list(det.inputs[0].dims)
+    classifier_step = input_data(
+        configs[GESTURE_CLASSIFIER], sources[GESTURE_CLASSIFIER], photos[:1]
+    )["data"][0]
+    assert set(classifier_step) == {"input", "HAND_BOXES"}
     crops_step = input_data(configs[HAND_CROPS], sources[HAND_CROPS], photos[:1])["data"][0]
     assert crops_step["DETECTIONS"]["shape"][0] == 1
 
@@ -217,8 +226,9 @@ def test_every_model_gets_the_tensors_it_receives_in_the_ensemble(traced) -> Non
 def test_unknown_source_tensor_is_reported(traced) -> None:
     configs, photos = traced
     with pytest.raises(KeyError, match="not traced"):
-        input_data(configs[HAND_CROPS], {"IMAGE": "IMAGE", "DETECTIONS": "x", "LETTERBOX": "y"},
-                   photos)
+        input_data(
+            configs[HAND_CROPS], {"IMAGE": "IMAGE", "DETECTIONS": "x", "LETTERBOX": "y"}, photos
+        )
 
 
 def test_percentile_is_nearest_rank() -> None:
@@ -351,8 +361,13 @@ def test_original_detector_definition_builds_offline(tmp_path: Path) -> None:
 def test_paired_rounds_decide_the_latency_target(tmp_path: Path) -> None:
     results = _results(27.0, 45.0, 12.0)  # the plain series alone would say "met"
     results["paired"] = [
-        {"round": i, "inprocess_p50_ms": 25.0, "served_p50_ms": 25.0 * r,
-         "inprocess_avg_ms": 26.0, "served_avg_ms": 30.0}
+        {
+            "round": i,
+            "inprocess_p50_ms": 25.0,
+            "served_p50_ms": 25.0 * r,
+            "inprocess_avg_ms": 26.0,
+            "served_avg_ms": 30.0,
+        }
         for i, r in enumerate((1.1, 1.3, 1.2), start=1)
     ]
     (tmp_path / rp.RESULTS_JSON).write_text(json.dumps(results))

@@ -29,6 +29,7 @@ from gesture_recognition.serving.repository import (
     GESTURE_DECISION,
     HAND_CROPS,
     HAND_DETECTOR,
+    HAND_PREPROCESS,
     MODEL_NAMES,
     RepositoryError,
     ServingOptions,
@@ -138,9 +139,9 @@ def _parse_pbtxt_fields(text: str) -> dict[str, list[str]]:
 def test_dims_come_from_the_specs(imgsz: int, crop: int, label_map: str) -> None:
     specs = _specs(imgsz, crop, label_map)
     k = specs.classifier.label_map.num_classes
-    configs = model_configs("cpu", specs)
+    configs = model_configs("onnxruntime", specs)
     assert configs[HAND_DETECTOR].input("images").dims == (3, imgsz, imgsz)
-    assert configs["hand_preprocess"].output("DETECTOR_INPUT").dims == (1, 3, imgsz, imgsz)
+    assert configs[HAND_PREPROCESS].output("DETECTOR_INPUT").dims == (1, 3, imgsz, imgsz)
     assert configs[GESTURE_CLASSIFIER].input("input").dims == (-1, 3, crop, crop)
     assert configs[HAND_CROPS].output("CLASSIFIER_INPUT").dims == (-1, 3, crop, crop)
     assert configs[GESTURE_CLASSIFIER].output("logits").dims == (-1, k)
@@ -149,6 +150,11 @@ def test_dims_come_from_the_specs(imgsz: int, crop: int, label_map: str) -> None
         assert configs[ensemble].output("GESTURE_PROBS").dims == (k,)
     text = render_config(configs[HAND_DETECTOR])
     assert f"dims: [ 3, {imgsz}, {imgsz} ]" in text
+    cpu = model_configs("cpu", specs)
+    view = cpu[HAND_DETECTOR].onnx_view
+    assert view is not None and view.input("images").dims == (3, imgsz, imgsz)
+    assert cpu[GESTURE_CLASSIFIER].input("input").dims == (-1, 3, crop, crop)
+    assert cpu[GESTURE_CLASSIFIER].output("GESTURE_PROBS").dims == (k,)
 
 
 def test_tensor_names_follow_the_specs() -> None:
@@ -158,12 +164,18 @@ def test_tensor_names_follow_the_specs() -> None:
             label_map=load_label_map("mcs2021"), input_name="crops", output_name="scores"
         ),
     )
-    configs = model_configs("cpu", specs)
+    configs = model_configs("onnxruntime", specs)
     check_ensembles(configs)
     assert [t.name for t in configs[HAND_DETECTOR].inputs] == ["pixels"]
     text = render_config(configs[ENSEMBLE])
     assert 'input_map { key: "pixels" value: "detector_input" }' in text
     assert 'output_map { key: "scores" value: "logits" }' in text
+    cpu = model_configs("cpu", specs)
+    check_ensembles(cpu)
+    assert [t.name for t in cpu[HAND_DETECTOR].onnx_view.inputs] == ["pixels"]
+    text = render_config(cpu[ENSEMBLE])
+    assert 'output_map { key: "rows" value: "detections" }' in text
+    assert 'input_map { key: "crops" value: "classifier_input" }' in text
 
 
 def test_rendering_of_a_python_model() -> None:
@@ -184,24 +196,30 @@ def test_rendering_of_a_python_model() -> None:
     assert fields["key"] == ["MAX_HANDS", "MAX_PIXELS"]
     assert 'value: { string_value: "5" }' in render_config(configs[HAND_CROPS])
     # BYTES is spelled TYPE_STRING in the model config proto.
-    decision = render_config(configs[GESTURE_DECISION])
+    decision = render_config(model_configs("onnxruntime", _specs())[GESTURE_DECISION])
     assert "TYPE_STRING" in decision and "TYPE_BYTES" not in decision
     assert 'label_filename: "labels.txt"' in decision
 
 
 def test_detector_batches_dynamically_and_classifier_does_not() -> None:
-    configs = model_configs("cpu", _specs(), ServingOptions(detector_max_batch=4))
+    options = ServingOptions(detector_max_batch=4, queue_delay_us=0)
+    configs = model_configs("onnxruntime", _specs(), options)
     detector = render_config(configs[HAND_DETECTOR])
     assert "max_batch_size: 4" in detector
     assert "max_queue_delay_microseconds: 0" in detector
     classifier = render_config(configs[GESTURE_CLASSIFIER])
     assert "max_batch_size: 0" in classifier
     assert "dynamic_batching" not in classifier
+    # The cpu flavour's detector takes whole photos (any size): Triton cannot batch them.
+    cpu = render_config(model_configs("cpu", _specs(), options)[HAND_DETECTOR])
+    assert "max_batch_size: 0" in cpu and "dynamic_batching" not in cpu
 
 
 def test_every_model_is_described_once() -> None:
-    for flavour in FLAVOURS:
+    for flavour in ("onnxruntime", "tensorrt"):
         assert tuple(model_configs(flavour, _specs())) == MODEL_NAMES
+    fused = tuple(n for n in MODEL_NAMES if n not in (HAND_PREPROCESS, GESTURE_DECISION))
+    assert tuple(model_configs("cpu", _specs())) == fused
 
 
 def test_unknown_flavour_is_refused() -> None:
@@ -217,9 +235,15 @@ def test_flavours_differ_only_in_the_two_networks() -> None:
     ort = model_configs("onnxruntime", _specs())
     trt = model_configs("tensorrt", _specs())
     for name in MODEL_NAMES:
-        if name in (HAND_DETECTOR, GESTURE_CLASSIFIER):
+        if name in (HAND_DETECTOR, GESTURE_CLASSIFIER, ENSEMBLE, ENSEMBLE_BYTES):
             continue
-        assert render_config(cpu[name]) == render_config(ort[name]) == render_config(trt[name])
+        assert render_config(ort[name]) == render_config(trt[name])
+        if name in cpu:
+            assert render_config(cpu[name]) == render_config(ort[name])
+    for name in (ENSEMBLE, ENSEMBLE_BYTES):
+        assert render_config(ort[name]) == render_config(trt[name])
+        # Same public contract whatever runs behind it.
+        assert cpu[name].inputs == ort[name].inputs and cpu[name].outputs == ort[name].outputs
     for name in (HAND_DETECTOR, GESTURE_CLASSIFIER):
         assert cpu[name].backend == "python" and cpu[name].default_model_filename is None
         assert ort[name].backend == "onnxruntime"
@@ -228,11 +252,36 @@ def test_flavours_differ_only_in_the_two_networks() -> None:
         assert trt[name].platform == "tensorrt_plan" and trt[name].backend is None
         assert trt[name].default_model_filename == "model.plan"
         assert trt[name].instance_kind == "KIND_GPU"
-        # Same tensors whatever runs them: the ensembles do not change.
-        assert cpu[name].inputs == ort[name].inputs == trt[name].inputs
-        assert cpu[name].outputs == ort[name].outputs == trt[name].outputs
+        assert ort[name].inputs == trt[name].inputs and ort[name].outputs == trt[name].outputs
+        # The cpu flavour checks its ONNX file against the very tensors the native ones serve.
+        view = cpu[name].onnx_view
+        assert view is not None
+        assert view.inputs == ort[name].inputs and view.outputs == ort[name].outputs
     assert "ORT_THREADS" not in render_config(ort[HAND_DETECTOR])
-    assert ort[HAND_DETECTOR].queue_delay_us > cpu[HAND_DETECTOR].queue_delay_us
+    assert "ORT_THREADS" in render_config(cpu[HAND_DETECTOR])
+
+
+def test_cpu_flavour_fuses_the_glue_steps_into_the_networks() -> None:
+    cpu = model_configs("cpu", _specs())
+    steps = [s.model_name for s in cpu[ENSEMBLE_BYTES].steps]
+    assert steps == ["image_decoder", HAND_DETECTOR, HAND_CROPS, GESTURE_CLASSIFIER]
+    assert [t.name for t in cpu[HAND_DETECTOR].inputs] == ["IMAGE"]
+    assert [t.name for t in cpu[HAND_DETECTOR].outputs] == ["output0", "LETTERBOX"]
+    assert [t.name for t in cpu[GESTURE_CLASSIFIER].inputs] == ["input", "HAND_BOXES"]
+    assert {t.name for t in cpu[GESTURE_CLASSIFIER].outputs} >= set(repo.ENSEMBLE_OUTPUTS) - {
+        "HAND_BOXES",
+        "HAND_SCORES",
+    }
+    ort = model_configs("onnxruntime", _specs())
+    steps = [s.model_name for s in ort[ENSEMBLE_BYTES].steps]
+    native_steps = (
+        HAND_PREPROCESS,
+        HAND_DETECTOR,
+        HAND_CROPS,
+        GESTURE_CLASSIFIER,
+        GESTURE_DECISION,
+    )
+    assert steps == ["image_decoder", *native_steps]
 
 
 # ----------------------------------------------------------------- ensemble wiring
@@ -267,7 +316,8 @@ def test_broken_wiring_is_reported() -> None:
 
     ensemble = configs[ENSEMBLE]
     steps = list(ensemble.steps)
-    steps[2] = Step(steps[2].model_name, steps[2].input_map[:2], steps[2].output_map)
+    assert steps[1].model_name == HAND_CROPS
+    steps[1] = Step(steps[1].model_name, steps[1].input_map[:2], steps[1].output_map)
     with pytest.raises(RepositoryError, match="LETTERBOX: input not mapped"):
         check_ensembles({**configs, ENSEMBLE: replace(ensemble, steps=tuple(steps))})
 
@@ -283,8 +333,9 @@ def test_broken_wiring_is_reported() -> None:
 def test_cpu_build_layout(models_dir: Path, tmp_path: Path) -> None:
     out = build_repository("cpu", models_dir, tmp_path / "repo", ServingOptions(max_hands=4))
     names = sorted(p.name for p in out.iterdir())
-    assert names == sorted(MODEL_NAMES)
-    for name in MODEL_NAMES:
+    served = sorted(n for n in MODEL_NAMES if n not in (HAND_PREPROCESS, GESTURE_DECISION))
+    assert names == served
+    for name in served:
         assert (out / name / "config.pbtxt").is_file()
         assert (out / name / "1").is_dir()  # ensembles need an (empty) version folder too
     assert (out / HAND_DETECTOR / "1" / "model.onnx").read_bytes() == (
@@ -294,7 +345,7 @@ def test_cpu_build_layout(models_dir: Path, tmp_path: Path) -> None:
     assert (out / HAND_DETECTOR / "1" / "model.py").is_file()
     assert (out / HAND_CROPS / "1" / DETECTOR_JSON).is_file()
     assert (out / HAND_CROPS / "1" / CLASSIFIER_JSON).is_file()
-    assert (out / GESTURE_DECISION / "labels.txt").read_text().split() == list(
+    assert (out / GESTURE_CLASSIFIER / "labels.txt").read_text().split() == list(
         load_label_map("mcs2021").classes
     )
     assert 'string_value: "4"' in (out / HAND_CROPS / "config.pbtxt").read_text()
@@ -311,6 +362,7 @@ def test_native_build_layout(models_dir: Path, tmp_path: Path, flavour: str) -> 
         assert ("onnxruntime" in text) == (flavour == "onnxruntime")
         assert ("tensorrt_plan" in text) == (flavour == "tensorrt")
     assert (out / HAND_CROPS / "1" / "model.py").is_file()
+    assert (out / GESTURE_DECISION / "labels.txt").is_file()
 
 
 def test_build_reads_the_number_of_detections_from_the_onnx(
@@ -318,7 +370,7 @@ def test_build_reads_the_number_of_detections_from_the_onnx(
 ) -> None:
     tiny_detector(models_dir / DETECTOR_ONNX, detections=100)
     out = build_repository("cpu", models_dir, tmp_path / "repo")
-    assert "dims: [ 100, 6 ]" in (out / HAND_DETECTOR / "config.pbtxt").read_text()
+    assert "dims: [ 1, 100, 6 ]" in (out / HAND_DETECTOR / "config.pbtxt").read_text()
     assert "dims: [ 1, 100, 6 ]" in (out / HAND_CROPS / "config.pbtxt").read_text()
 
 
@@ -371,7 +423,7 @@ def test_label_map_without_no_gesture_class_still_builds(models_dir: Path, tmp_p
     labels = LabelMap.from_classes("counts", [f"{i}-fingers" for i in range(7)], "no_hand")
     write_spec(ClassifierSpec(label_map=labels, input_size=160), models_dir / CLASSIFIER_JSON)
     out = build_repository("cpu", models_dir, tmp_path / "repo")
-    assert (out / GESTURE_DECISION / "labels.txt").read_text().splitlines()[0] == "0-fingers"
+    assert (out / GESTURE_CLASSIFIER / "labels.txt").read_text().splitlines()[0] == "0-fingers"
 
 
 # ----------------------------------------------------------------- committed copy
@@ -392,8 +444,12 @@ def test_committed_configs_match_the_cpu_rendering() -> None:
 
 def test_committed_repository_has_code_for_every_python_model() -> None:
     root = repo.committed_repository_dir()
-    for name, config in model_configs("cpu", repo.committed_specs()).items():
-        assert (root / name / "1" / "model.py").is_file() == config.is_python, name
+    for flavour in FLAVOURS:
+        for name, config in model_configs(flavour, repo.committed_specs()).items():
+            if config.is_python:
+                assert (root / name / "1" / "model.py").is_file(), (flavour, name)
+    for name in (ENSEMBLE, ENSEMBLE_BYTES):
+        assert not (root / name / "1" / "model.py").exists()
 
 
 def test_write_committed_round_trip(tmp_path: Path) -> None:

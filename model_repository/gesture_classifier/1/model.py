@@ -1,7 +1,12 @@
-"""Triton Python model ``gesture_classifier`` (cpu flavour): the classifier ONNX on ONNX Runtime.
+"""Triton Python model ``gesture_classifier`` (cpu flavour): crops + HAND_BOXES -> the answer.
 
-One request carries all hand crops of one photo ([N, 3, C, C]). The native flavours serve the
-same model.onnx on Triton's onnxruntime / tensorrt backends instead of this file.
+Runs the classifier ONNX on ONNX Runtime over all hand crops of one photo ([N, 3, C, C]) and
+then the decision (``steps.decision_outputs``: softmax per hand, highest probability over all
+hands, ``no_gesture`` without hands; only the first N = rows of HAND_BOXES logits count). The
+decision lives here rather than in its own model because on the cpu flavour each extra Python
+model is another round trip through the stub. ``logits`` is answered too, for callers that
+want the raw scores. The native flavours serve model.onnx on Triton's onnxruntime / tensorrt
+backends, followed by the ``gesture_decision`` model, instead of this file.
 """
 
 import triton_python_backend_utils as pb_utils
@@ -9,6 +14,7 @@ import triton_python_backend_utils as pb_utils
 from gesture_recognition.artifacts import CLASSIFIER_JSON, read_classifier_spec
 from gesture_recognition.runtime import ClassifierRunner
 from gesture_recognition.serving import python_model as pm
+from gesture_recognition.serving.steps import decision_outputs
 
 
 class TritonPythonModel:
@@ -23,5 +29,8 @@ class TritonPythonModel:
         return pm.respond_each(pb_utils, requests, self._handle, self.name)
 
     def _handle(self, request):
-        batch = pm.input_array(pb_utils, request, self.spec.input_name)
-        return {self.spec.output_name: self.runner(batch)}
+        logits = self.runner(pm.input_array(pb_utils, request, self.spec.input_name))
+        hand_boxes = pm.input_array(pb_utils, request, "HAND_BOXES")
+        outputs = decision_outputs(logits, hand_boxes, self.spec.label_map)
+        outputs[self.spec.output_name] = logits
+        return outputs

@@ -1,15 +1,19 @@
-"""Triton Python model ``hand_detector`` (cpu flavour): the detector ONNX on ONNX Runtime.
+"""Triton Python model ``hand_detector`` (cpu flavour): IMAGE -> output0 [1, D, 6], LETTERBOX [3].
 
-Requests that the dynamic batcher delivers together run as one batch. The native flavours
-serve the same model.onnx on Triton's onnxruntime / tensorrt backends instead of this file.
+Letterboxes the photo onto the detector's square input and runs the detector ONNX on ONNX
+Runtime in one step: on the cpu flavour every step is a Python model, and a separate letterbox
+model cost a round trip of the 1.2 MB input tensor through the stub (reports/perf/cpu). The
+native flavours serve model.onnx on Triton's onnxruntime / tensorrt backends behind the
+``hand_preprocess`` model instead of this file.
 """
 
 import triton_python_backend_utils as pb_utils
 
 from gesture_recognition.artifacts import DETECTOR_JSON, read_detector_spec
+from gesture_recognition.images import DEFAULT_MAX_PIXELS
 from gesture_recognition.runtime import DetectorRunner
 from gesture_recognition.serving import python_model as pm
-from gesture_recognition.serving.steps import run_batched
+from gesture_recognition.serving.steps import preprocess
 
 
 class TritonPythonModel:
@@ -17,13 +21,14 @@ class TritonPythonModel:
         self.name = args["model_name"]
         folder = pm.version_dir(args)
         self.spec = read_detector_spec(folder / DETECTOR_JSON)
+        self.max_pixels = pm.int_parameter(args, "MAX_PIXELS", DEFAULT_MAX_PIXELS, minimum=64)
         threads = pm.int_parameter(args, "ORT_THREADS", 0) or None
         self.runner = DetectorRunner(folder / "model.onnx", self.spec, threads)
 
     def execute(self, requests):
-        try:
-            batches = [pm.input_array(pb_utils, r, self.spec.input_name) for r in requests]
-            outputs = run_batched(self.runner, batches)
-        except Exception as exc:
-            return [pm.error_response(pb_utils, exc, self.name) for _ in requests]
-        return [pm.response(pb_utils, {self.spec.output_name: out}) for out in outputs]
+        return pm.respond_each(pb_utils, requests, self._handle, self.name)
+
+    def _handle(self, request):
+        image = pm.input_array(pb_utils, request, "IMAGE")
+        tensor, placement = preprocess(image, self.spec.imgsz, self.max_pixels)
+        return {self.spec.output_name: self.runner(tensor), "LETTERBOX": placement}

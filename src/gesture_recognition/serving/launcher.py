@@ -565,9 +565,7 @@ def ensure_repository(
     options = ServingOptions(
         max_pixels=wanted.get("MAX_PIXELS", kept.get("MAX_PIXELS", defaults.max_pixels)),
         max_hands=wanted.get("MAX_HANDS", kept.get("MAX_HANDS", defaults.max_hands)),
-        max_image_bytes=wanted.get(
-            "MAX_BYTES", kept.get("MAX_BYTES", defaults.max_image_bytes)
-        ),
+        max_image_bytes=wanted.get("MAX_BYTES", kept.get("MAX_BYTES", defaults.max_image_bytes)),
     )
     print(f"building the cpu model repository {repository} from {models_dir} ...", flush=True)
     return build_repository("cpu", models_dir, repository, options)

@@ -67,6 +67,9 @@ MODEL_NAMES = (
     ENSEMBLE,
     ENSEMBLE_BYTES,
 )
+# The cpu flavour runs these inside the detector's and the classifier's Python models.
+FUSED_ON_CPU = (HAND_PREPROCESS, GESTURE_DECISION)
+CPU_MODEL_NAMES = tuple(n for n in MODEL_NAMES if n not in FUSED_ON_CPU)
 # The ensembles' outputs, in the order the README documents them.
 ENSEMBLE_OUTPUTS = (
     "GESTURE",
@@ -95,6 +98,17 @@ COMMITTED_HEADER = (
     "# (the copy committed in model_repository/: python -m\n"
     "#  gesture_recognition.serving.repository --write-committed)\n"
 )
+
+
+def _decision_outputs(classes: int) -> tuple[Tensor, ...]:
+    """What the decision step answers (``gesture_decision``, or the cpu flavour's classifier)."""
+    return (
+        _t("GESTURE", "BYTES", 1),
+        _t("SCORE", "FP32", 1),
+        _t("HAND_GESTURES", "BYTES", -1),
+        _t("HAND_GESTURE_SCORES", "FP32", -1),
+        _t("GESTURE_PROBS", "FP32", classes, label_filename=LABELS_FILE),
+    )
 
 
 class RepositoryError(ValueError):
@@ -139,6 +153,9 @@ class ModelConfig:
     spec_files: tuple[str, ...] = ()
     # The ONNX file (in the models dir) this model runs, checked against the config.
     onnx_file: str | None = None
+    # A Python model that wraps its ONNX file in more work (the cpu flavour's fused steps)
+    # does not show the file's tensors; this is the plain config the file is checked against.
+    onnx_view: ModelConfig | None = None
 
     @property
     def is_ensemble(self) -> bool:
@@ -242,58 +259,58 @@ def model_configs(
         queue_delay = GPU_QUEUE_DELAY_US if native else CPU_QUEUE_DELAY_US
 
     python = {"backend": "python", "instance_kind": "KIND_CPU"}
-    configs = [
-        ModelConfig(
-            name=IMAGE_DECODER,
-            inputs=(_t("IMAGE_BYTES", "BYTES", 1),),
-            outputs=(_t("IMAGE", "UINT8", -1, -1, 3),),
-            parameters=_params(MAX_PIXELS=opts.max_pixels, MAX_BYTES=opts.max_image_bytes),
-            **python,  # type: ignore[arg-type]
+    decoder = ModelConfig(
+        name=IMAGE_DECODER,
+        inputs=(_t("IMAGE_BYTES", "BYTES", 1),),
+        outputs=(_t("IMAGE", "UINT8", -1, -1, 3),),
+        parameters=_params(MAX_PIXELS=opts.max_pixels, MAX_BYTES=opts.max_image_bytes),
+        **python,  # type: ignore[arg-type]
+    )
+    preprocess = ModelConfig(
+        name=HAND_PREPROCESS,
+        inputs=(_t("IMAGE", "UINT8", -1, -1, 3),),
+        outputs=(
+            _t("DETECTOR_INPUT", "FP32", 1, 3, size, size),
+            _t("LETTERBOX", "FP32", 3),
         ),
-        ModelConfig(
-            name=HAND_PREPROCESS,
-            inputs=(_t("IMAGE", "UINT8", -1, -1, 3),),
-            outputs=(
-                _t("DETECTOR_INPUT", "FP32", 1, 3, size, size),
-                _t("LETTERBOX", "FP32", 3),
-            ),
-            parameters=_params(MAX_PIXELS=opts.max_pixels),
-            spec_files=(DETECTOR_JSON,),
-            **python,  # type: ignore[arg-type]
+        parameters=_params(MAX_PIXELS=opts.max_pixels),
+        spec_files=(DETECTOR_JSON,),
+        **python,  # type: ignore[arg-type]
+    )
+    crops = ModelConfig(
+        name=HAND_CROPS,
+        inputs=(
+            _t("IMAGE", "UINT8", -1, -1, 3),
+            _t("DETECTIONS", "FP32", 1, opts.detections, 6),
+            _t("LETTERBOX", "FP32", 3),
         ),
-        _detector_config(flavour, det, opts, queue_delay),
-        ModelConfig(
-            name=HAND_CROPS,
-            inputs=(
-                _t("IMAGE", "UINT8", -1, -1, 3),
-                _t("DETECTIONS", "FP32", 1, opts.detections, 6),
-                _t("LETTERBOX", "FP32", 3),
-            ),
-            outputs=(
-                _t("HAND_BOXES", "FP32", -1, 4),
-                _t("HAND_SCORES", "FP32", -1),
-                _t("CLASSIFIER_INPUT", "FP32", -1, 3, crop, crop),
-            ),
-            parameters=_params(MAX_HANDS=opts.max_hands, MAX_PIXELS=opts.max_pixels),
-            spec_files=(DETECTOR_JSON, CLASSIFIER_JSON),
-            **python,  # type: ignore[arg-type]
+        outputs=(
+            _t("HAND_BOXES", "FP32", -1, 4),
+            _t("HAND_SCORES", "FP32", -1),
+            _t("CLASSIFIER_INPUT", "FP32", -1, 3, crop, crop),
         ),
-        _classifier_config(flavour, cls, opts),
-        ModelConfig(
-            name=GESTURE_DECISION,
-            inputs=(_t("LOGITS", "FP32", -1, classes), _t("HAND_BOXES", "FP32", -1, 4)),
-            outputs=(
-                _t("GESTURE", "BYTES", 1),
-                _t("SCORE", "FP32", 1),
-                _t("HAND_GESTURES", "BYTES", -1),
-                _t("HAND_GESTURE_SCORES", "FP32", -1),
-                _t("GESTURE_PROBS", "FP32", classes, label_filename=LABELS_FILE),
-            ),
-            spec_files=(CLASSIFIER_JSON,),
-            **python,  # type: ignore[arg-type]
-        ),
-        _ensemble_config(ENSEMBLE, specs, opts, from_bytes=False),
-        _ensemble_config(ENSEMBLE_BYTES, specs, opts, from_bytes=True),
+        parameters=_params(MAX_HANDS=opts.max_hands, MAX_PIXELS=opts.max_pixels),
+        spec_files=(DETECTOR_JSON, CLASSIFIER_JSON),
+        **python,  # type: ignore[arg-type]
+    )
+    decision = ModelConfig(
+        name=GESTURE_DECISION,
+        inputs=(_t("LOGITS", "FP32", -1, classes), _t("HAND_BOXES", "FP32", -1, 4)),
+        outputs=_decision_outputs(classes),
+        spec_files=(CLASSIFIER_JSON,),
+        **python,  # type: ignore[arg-type]
+    )
+    detector = _detector_config(flavour, det, opts, queue_delay)
+    classifier = _classifier_config(flavour, cls, opts)
+    configs = [decoder, preprocess, detector, crops, classifier, decision]
+    if not native:
+        # Every step is a Python model here, and each hop between two of them costs a trip
+        # through the stub's shared memory (measured ~1-5 ms, reports/perf/cpu): the letterbox
+        # runs inside the detector's model and the decision inside the classifier's.
+        configs = [c for c in configs if c.name not in FUSED_ON_CPU]
+    configs += [
+        _ensemble_config(ENSEMBLE, specs, configs, from_bytes=False),
+        _ensemble_config(ENSEMBLE_BYTES, specs, configs, from_bytes=True),
     ]
     return {c.name: c for c in configs}
 
@@ -311,10 +328,21 @@ def _detector_config(
         onnx_file=DETECTOR_ONNX,
     )
     if flavour == "cpu":
-        return replace(
-            base,
+        # Letterbox + detector in one Python model (photo in, rows out). Photos of different
+        # sizes cannot share a Triton batch, and on CPU a batch saves nothing per image.
+        return ModelConfig(
+            name=HAND_DETECTOR,
+            inputs=(_t("IMAGE", "UINT8", -1, -1, 3),),
+            outputs=(
+                _t(spec.output_name, "FP32", 1, opts.detections, 6),
+                _t("LETTERBOX", "FP32", 3),
+            ),
+            instance_count=opts.detector_instances,
+            onnx_file=DETECTOR_ONNX,
+            onnx_view=base,
             backend="python",
-            parameters=_params(ORT_THREADS=opts.ort_threads),
+            instance_kind="KIND_CPU",
+            parameters=_params(ORT_THREADS=opts.ort_threads, MAX_PIXELS=opts.max_pixels),
             spec_files=(DETECTOR_JSON,),
         )
     return _native(base, flavour, opts)
@@ -332,8 +360,12 @@ def _classifier_config(flavour: str, spec: ClassifierSpec, opts: ServingOptions)
         onnx_file=CLASSIFIER_ONNX,
     )
     if flavour == "cpu":
+        # Classifier + decision in one Python model: the logits stay in the process.
         return replace(
             base,
+            inputs=(*base.inputs, _t("HAND_BOXES", "FP32", -1, 4)),
+            outputs=(*base.outputs, *_decision_outputs(classes)),
+            onnx_view=base,
             backend="python",
             parameters=_params(ORT_THREADS=opts.ort_threads),
             spec_files=(CLASSIFIER_JSON,),
@@ -358,25 +390,41 @@ def _native(base: ModelConfig, flavour: str, opts: ServingOptions) -> ModelConfi
 
 
 def _ensemble_config(
-    name: str, specs: Specs, opts: ServingOptions, from_bytes: bool
+    name: str, specs: Specs, models: Sequence[ModelConfig], from_bytes: bool
 ) -> ModelConfig:
     det, cls = specs.detector, specs.classifier
     classes = cls.label_map.num_classes
+    names = {m.name for m in models}
+    fused = HAND_PREPROCESS not in names
     steps: list[Step] = []
     if from_bytes:
         steps.append(Step(IMAGE_DECODER, (("IMAGE_BYTES", "IMAGE_BYTES"),), (("IMAGE", "image"),)))
     image = "image" if from_bytes else "IMAGE"
-    steps += [
-        Step(
-            HAND_PREPROCESS,
-            (("IMAGE", image),),
-            (("DETECTOR_INPUT", "detector_input"), ("LETTERBOX", "letterbox")),
-        ),
-        Step(
-            HAND_DETECTOR,
-            ((det.input_name, "detector_input"),),
-            ((det.output_name, "detections"),),
-        ),
+    answers = tuple(
+        (out, out) for out in ENSEMBLE_OUTPUTS if out not in ("HAND_BOXES", "HAND_SCORES")
+    )
+    if fused:
+        steps.append(
+            Step(
+                HAND_DETECTOR,
+                (("IMAGE", image),),
+                ((det.output_name, "detections"), ("LETTERBOX", "letterbox")),
+            )
+        )
+    else:
+        steps += [
+            Step(
+                HAND_PREPROCESS,
+                (("IMAGE", image),),
+                (("DETECTOR_INPUT", "detector_input"), ("LETTERBOX", "letterbox")),
+            ),
+            Step(
+                HAND_DETECTOR,
+                ((det.input_name, "detector_input"),),
+                ((det.output_name, "detections"),),
+            ),
+        ]
+    steps.append(
         Step(
             HAND_CROPS,
             (("IMAGE", image), ("DETECTIONS", "detections"), ("LETTERBOX", "letterbox")),
@@ -385,20 +433,25 @@ def _ensemble_config(
                 ("HAND_SCORES", "HAND_SCORES"),
                 ("CLASSIFIER_INPUT", "classifier_input"),
             ),
-        ),
-        Step(
-            GESTURE_CLASSIFIER,
-            ((cls.input_name, "classifier_input"),),
-            ((cls.output_name, "logits"),),
-        ),
-        Step(
-            GESTURE_DECISION,
-            (("LOGITS", "logits"), ("HAND_BOXES", "HAND_BOXES")),
-            tuple(
-                (out, out) for out in ENSEMBLE_OUTPUTS if out not in ("HAND_BOXES", "HAND_SCORES")
+        )
+    )
+    if fused:
+        steps.append(
+            Step(
+                GESTURE_CLASSIFIER,
+                ((cls.input_name, "classifier_input"), ("HAND_BOXES", "HAND_BOXES")),
+                answers,
+            )
+        )
+    else:
+        steps += [
+            Step(
+                GESTURE_CLASSIFIER,
+                ((cls.input_name, "classifier_input"),),
+                ((cls.output_name, "logits"),),
             ),
-        ),
-    ]
+            Step(GESTURE_DECISION, (("LOGITS", "logits"), ("HAND_BOXES", "HAND_BOXES")), answers),
+        ]
     entry = _t("IMAGE_BYTES", "BYTES", 1) if from_bytes else _t("IMAGE", "UINT8", -1, -1, 3)
     outputs = (
         _t("GESTURE", "BYTES", 1),
@@ -682,7 +735,14 @@ def committed_files(specs: Specs | None = None) -> dict[str, str]:
     configs = model_configs("cpu", specs)
     check_ensembles(configs)
     files = {f"{name}/config.pbtxt": render_config(c, "cpu") for name, c in configs.items()}
-    files[f"{GESTURE_DECISION}/{LABELS_FILE}"] = labels_text(specs.classifier)
+    # The steps the cpu flavour fuses away still serve the native flavours; their committed
+    # configs are those flavours' (the same for onnxruntime and tensorrt: Python models).
+    native = model_configs("onnxruntime", specs)
+    for name in native.keys() - configs.keys():
+        files[f"{name}/config.pbtxt"] = render_config(native[name], "onnxruntime")
+    for name, config in (*configs.items(), *native.items()):
+        if any(t.label_filename for t in config.outputs):
+            files[f"{name}/{LABELS_FILE}"] = labels_text(specs.classifier)
     return files
 
 
@@ -752,7 +812,9 @@ def build_repository(
     for config in configs.values():
         if config.onnx_file:
             problems += check_against_onnx(
-                config, signatures[config.onnx_file], str(models / config.onnx_file)
+                config.onnx_view or config,
+                signatures[config.onnx_file],
+                str(models / config.onnx_file),
             )
     labels_out = signatures[CLASSIFIER_ONNX].outputs.get(specs.classifier.output_name)
     num_classes = specs.classifier.label_map.num_classes
