@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -170,3 +172,34 @@ def test_a_thin_strip_is_refused_from_its_header() -> None:
     png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
     with pytest.raises(InvalidImageError, match="60000000x1; each side must be at least 8"):
         decode_image(png)
+
+
+def test_a_repository_built_from_changed_models_is_rebuilt(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """New weights in the models folder must reach the server: the build records a digest of
+    what it copied, and a repository built from other models (or by hand) is left alone."""
+    shipped = shipped_models_dir()
+    if not (shipped / "hand_detector.onnx").is_file():
+        pytest.skip("no shipped models")
+    models = tmp_path / "models"
+    shutil.copytree(shipped, models, ignore=shutil.ignore_patterns("finger_count"))
+    repo = tmp_path / "repo"
+    launcher.ensure_repository(repo, models)
+    capsys.readouterr()
+    launcher.ensure_repository(repo, models)
+    assert capsys.readouterr().out == ""  # nothing changed: served as it is
+
+    # A retrained classifier (here: the same spec, written anew) replaces the old files.
+    spec = json.loads((models / "gesture_classifier.json").read_text())
+    (models / "gesture_classifier.json").write_text(json.dumps(spec, indent=1))
+    launcher.ensure_repository(repo, models)
+    assert "changed since it was built" in capsys.readouterr().out
+    built = repo / "hand_crops" / "1" / "gesture_classifier.json"
+    assert built.read_text() == json.dumps(spec, indent=1)
+
+    other = tmp_path / "other_models"
+    shutil.copytree(models, other)
+    (other / "gesture_classifier.json").write_text(json.dumps(spec, indent=2))
+    launcher.ensure_repository(repo, other)
+    assert capsys.readouterr().out == ""  # built from another folder: the user's choice

@@ -332,7 +332,8 @@ def test_broken_wiring_is_reported() -> None:
 
 def test_cpu_build_layout(models_dir: Path, tmp_path: Path) -> None:
     out = build_repository("cpu", models_dir, tmp_path / "repo", ServingOptions(max_hands=4))
-    names = sorted(p.name for p in out.iterdir())
+    names = sorted(p.name for p in out.iterdir() if p.is_dir())
+    assert repo.read_build_info(out)["flavour"] == "cpu"
     served = sorted(n for n in MODEL_NAMES if n not in (HAND_PREPROCESS, GESTURE_DECISION))
     assert names == served
     for name in served:

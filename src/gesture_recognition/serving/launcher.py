@@ -538,18 +538,33 @@ def ensure_repository(
         )
         if value is not None
     }
+    from gesture_recognition.serving.repository import (
+        ServingOptions,
+        build_repository,
+        models_dir_id,
+        read_build_info,
+        source_fingerprint,
+    )
+
     exists = repository.is_dir() and any(repository.glob("*/config.pbtxt"))
     current = configured_limits(repository) if exists else {}
     if exists and not rebuild:
         differ = {k: v for k, v in wanted.items() if current.get(k) != v}
-        if not differ:
-            return repository
-        print(
-            f"rebuilding {repository} for "
-            + ", ".join(f"{k}={v} (was {current.get(k, 'unset')})" for k, v in differ.items()),
-            flush=True,
+        info = read_build_info(repository)
+        # Built from these very models, but they (or the serving code) changed since: serving
+        # the old copy would answer with the old models. A repository built from other models
+        # (or by hand) is the user's choice and is served as it is.
+        stale = (
+            info is not None
+            and info.get("models_dir") == models_dir_id(models_dir)
+            and info.get("fingerprint") != source_fingerprint(models_dir)
         )
-    from gesture_recognition.serving.repository import ServingOptions, build_repository
+        if not differ and not stale:
+            return repository
+        reasons = [f"{k}={v} (was {current.get(k, 'unset')})" for k, v in differ.items()]
+        if stale:
+            reasons.append(f"{models_dir} or the serving code changed since it was built")
+        print(f"rebuilding {repository}: " + ", ".join(reasons), flush=True)
 
     needed = (DETECTOR_ONNX, DETECTOR_JSON, CLASSIFIER_ONNX, CLASSIFIER_JSON)
     missing = [name for name in needed if not (models_dir / name).is_file()]

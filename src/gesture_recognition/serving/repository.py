@@ -838,6 +838,12 @@ def build_repository(
     try:
         for name, config in configs.items():
             _write_model(staging / name, config, flavour, src / name, models, specs)
+        info = {
+            "flavour": flavour,
+            "models_dir": models_dir_id(models),
+            "fingerprint": source_fingerprint(models, src),
+        }
+        (staging / BUILD_INFO).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
         if out.exists():
             shutil.rmtree(out)
         staging.rename(out)
@@ -845,6 +851,47 @@ def build_repository(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return out
+
+
+BUILD_INFO = "build_info.json"
+
+
+def source_fingerprint(models_dir: str | Path, source: str | Path | None = None) -> str:
+    """A digest of everything a build copies or renders: the four model files, the committed
+    repository (model code, configs) and this generator. A built repository whose recorded
+    digest differs is stale."""
+    import hashlib
+
+    models = Path(models_dir)
+    src = Path(source) if source is not None else committed_repository_dir()
+    files = [models / n for n in (DETECTOR_ONNX, DETECTOR_JSON, CLASSIFIER_ONNX, CLASSIFIER_JSON)]
+    files += sorted(p for p in src.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    files.append(Path(__file__))
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode() + b"\0")
+        digest.update(path.read_bytes() if path.is_file() else b"<missing>")
+    return digest.hexdigest()
+
+
+def models_dir_id(models_dir: str | Path) -> str:
+    """Which models folder a build came from, without writing the machine's path into it."""
+    import hashlib
+
+    return hashlib.sha256(str(Path(models_dir).resolve()).encode()).hexdigest()[:16]
+
+
+def read_build_info(repository: str | Path) -> dict[str, str] | None:
+    """What ``build_repository`` recorded about a build (None for a repository it did not
+    write, e.g. one assembled by hand)."""
+    path = Path(repository) / BUILD_INFO
+    if not path.is_file():
+        return None
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
 
 
 def _write_model(
