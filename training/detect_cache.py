@@ -58,13 +58,16 @@ def cache_detections(
         if not 0.0 <= conf_threshold <= 1.0:
             raise ValueError(f"conf_threshold must be in [0, 1], got {conf_threshold}")
         detector.spec = replace(detector.spec, conf_threshold=conf_threshold)
+    # The spec alone does not tell two trainings apart (same size, same threshold): resuming
+    # a cache of the old weights would silently keep the old boxes.
+    identity = {**detector.spec.to_dict(), "onnx_sha256": _sha256(detector_onnx(models_dir))}
     cache = _load(out_path) if Path(out_path).is_file() else None
-    if cache is not None and cache.get("detector") != detector.spec.to_dict():
+    if cache is not None and cache.get("detector") != identity:
         raise ValueError(
             f"{out_path} was made by another detector; choose a new cache file or delete it"
         )
     if cache is None:
-        cache = {"detector": detector.spec.to_dict(), "root": str(root), "images": {}, "failed": {}}
+        cache = {"detector": identity, "root": str(root), "images": {}, "failed": {}}
     done: dict[str, object] = cache["images"]  # type: ignore[assignment]
     failed: dict[str, str] = cache["failed"]  # type: ignore[assignment]
     todo = [p for p in (images or list_images(root)) if _rel(p, root) not in done]
@@ -86,6 +89,18 @@ def cache_detections(
             _save(cache, out_path)
     _save(cache, out_path)
     return cache
+
+
+def detector_onnx(models_dir: Path | None) -> Path:
+    from gesture_recognition.artifacts import DETECTOR_ONNX, shipped_models_dir
+
+    return Path(models_dir if models_dir is not None else shipped_models_dir()) / DETECTOR_ONNX
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def read_cache(path: Path) -> dict[str, CachedDetections]:
