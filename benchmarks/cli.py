@@ -445,10 +445,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--naive-detector",
         type=Path,
-        default=REPO / "runs" / "detector" / "yolo26n_320" / "weights" / "best.pt",
+        default=REPO / "runs" / "detector" / "yolo26n_320_ft" / "weights" / "best.pt",
     )
     run.add_argument(
-        "--naive-classifier", type=Path, default=REPO / "runs" / "classifier" / "mcs2021"
+        "--naive-classifier", type=Path, default=REPO / "runs" / "classifier" / "mcs2021_ft"
     )
     run.add_argument("--naive-requests", type=int, default=48)
     run.add_argument(

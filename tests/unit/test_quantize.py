@@ -426,7 +426,7 @@ def test_shipped_detector_int8_keeps_map_on_real_photos(tmp_path):
 # ------------------------------------------------------------------------------ export check
 
 CHECKPOINT = (
-    shipped_models_dir().parent / "runs" / "detector" / "yolo26n_320" / "weights" / "best.pt"
+    shipped_models_dir().parent / "runs" / "detector" / "yolo26n_320_ft" / "weights" / "best.pt"
 )
 
 
