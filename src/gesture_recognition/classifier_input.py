@@ -14,7 +14,11 @@ def resize_crop(crop: NDArray[np.uint8], size: int) -> NDArray[np.uint8]:
     """Resize a ``[h, w, 3]`` crop to ``[size, size, 3]`` (bilinear, as in training)."""
     if crop.shape[0] == size and crop.shape[1] == size:
         return crop
-    return np.asarray(Image.fromarray(crop).resize((size, size), Image.Resampling.BILINEAR))
+    # A crop is a strided view into the photo, and PIL's fromarray copies such a view through
+    # a slow generic path (2.1 ms for a typical hand crop); a contiguous copy first costs
+    # microseconds and gives the same pixels.
+    contiguous = np.ascontiguousarray(crop)
+    return np.asarray(Image.fromarray(contiguous).resize((size, size), Image.Resampling.BILINEAR))
 
 
 def normalize(

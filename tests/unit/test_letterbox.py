@@ -93,3 +93,18 @@ def test_bad_inputs() -> None:
         letterbox(np.zeros((10, 10, 4), np.uint8), 32)
     with pytest.raises(ValueError):
         LetterboxParams.from_array(np.zeros(2, np.float32))
+
+
+def test_a_whole_factor_shrink_is_a_box_average() -> None:
+    """The letterbox shrinks by PIL's box reduce() before any bilinear step: halving a photo
+    gives the mean of each 2x2 block (antialiased: a fine checkerboard becomes flat grey)."""
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    canvas, params = letterbox(photo, 160)
+    assert params.scale == 0.5 and (params.pad_x, params.pad_y) == (0, 20)
+    blocks = photo.reshape(120, 2, 160, 2, 3).astype(np.float64).mean(axis=(1, 3))
+    placed = canvas[20:140].astype(np.float64)
+    assert np.abs(placed - blocks).max() <= 1.0
+    checker = np.indices((240, 320)).sum(axis=0) % 2 * 255
+    flat, _ = letterbox(np.repeat(checker[..., None], 3, axis=2).astype(np.uint8), 160)
+    assert np.abs(flat[20:140].astype(int) - 128).max() <= 1
