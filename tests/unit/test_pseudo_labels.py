@@ -23,18 +23,10 @@ from gesture_recognition.training.pseudo_labels import (
     export_pseudo_labels,
     import_reviewed,
 )
+from tests.unit.subhih_photos import PHOTOS, true_boxes
 
-PHOTOS = ["test/16_pic00008.jpg", "test/16_pic00032.jpg", "test/1528664299.56_pic00034.jpg"]
 EMPTY = "test/1528664299.56_pic00035.jpg"  # the "detector" found nothing here
 LOW_BOX = [5.0, 6.0, 60.4, 70.6]
-
-
-def _gt(root: Path, rel: str) -> list[list[float]]:
-    ann = ET.parse((root / rel).with_suffix(".xml")).getroot()
-    return [
-        [float(o.find("bndbox").findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax")]
-        for o in ann.iter("object")
-    ]
 
 
 @pytest.fixture()
@@ -42,7 +34,7 @@ def cache(shared_data: Path, tmp_path: Path) -> Path:
     root = shared_data / "subhih_hands"
     images = {}
     for rel in PHOTOS:
-        boxes = [[v + 0.3 for v in b] for b in _gt(root, rel)]  # off the pixel grid
+        boxes = [[v + 0.3 for v in b] for b in true_boxes(root, rel)]  # off the pixel grid
         images[rel] = {"width": 640, "height": 480, "boxes": boxes, "scores": [0.9] * len(boxes)}
     images[PHOTOS[0]]["boxes"].append(LOW_BOX)
     images[PHOTOS[0]]["scores"].append(0.2)
@@ -52,8 +44,8 @@ def cache(shared_data: Path, tmp_path: Path) -> Path:
     return path
 
 
-def _n_gt(root: Path) -> int:
-    return sum(len(_gt(root, rel)) for rel in PHOTOS)
+def _ntrue_boxes(root: Path) -> int:
+    return sum(len(true_boxes(root, rel)) for rel in PHOTOS)
 
 
 def test_export_writes_voc_yolo_and_review_lists(cache: Path, shared_data: Path, tmp_path: Path):
@@ -61,7 +53,7 @@ def test_export_writes_voc_yolo_and_review_lists(cache: Path, shared_data: Path,
     out = tmp_path / "pseudo"
     report = export_pseudo_labels(cache, out, conf_threshold=0.5)
     assert report.images == 4
-    assert report.boxes == _n_gt(root)
+    assert report.boxes == _ntrue_boxes(root)
     assert report.low_confidence_boxes == 1
     assert report.images_without_boxes == 1
     assert (out / REVIEW_LIST).read_text().split() == sorted([PHOTOS[0], EMPTY])
@@ -75,7 +67,7 @@ def test_export_writes_voc_yolo_and_review_lists(cache: Path, shared_data: Path,
         xml = (out / "voc" / rel).with_suffix(".xml")
         record = parse_voc(xml, out / "voc")
         got = np.asarray([[b.x1, b.y1, b.x2, b.y2] for b in record.boxes])
-        np.testing.assert_allclose(got, np.asarray(_gt(root, rel)) + 0.3, atol=0.5)
+        np.testing.assert_allclose(got, np.asarray(true_boxes(root, rel)) + 0.3, atol=0.5)
         assert {b.label for b in record.boxes} == {"hand"}
         assert (record.width, record.height) == (640, 480)
         ann = ET.parse(xml).getroot()
@@ -83,9 +75,9 @@ def test_export_writes_voc_yolo_and_review_lists(cache: Path, shared_data: Path,
         assert Path(ann.findtext("path")) == root / rel
     # YOLO: one normalised row per kept box, class 0.
     rows = (out / "yolo" / PHOTOS[1]).with_suffix(".txt").read_text().splitlines()
-    first = _gt(root, PHOTOS[1])[0]
+    first = true_boxes(root, PHOTOS[1])[0]
     cls, cx, cy, w, h = rows[0].split()
-    assert cls == "0" and len(rows) == len(_gt(root, PHOTOS[1]))
+    assert cls == "0" and len(rows) == len(true_boxes(root, PHOTOS[1]))
     assert float(cx) * 640 == pytest.approx((first[0] + first[2]) / 2 + 0.3, abs=0.5)
     assert float(cy) * 480 == pytest.approx((first[1] + first[3]) / 2 + 0.3, abs=0.5)
     assert float(w) * 640 == pytest.approx(first[2] - first[0], abs=1.0)
@@ -120,7 +112,7 @@ def test_reviewed_labels_round_trip_into_a_dataset(cache: Path, shared_data: Pat
 
     records, imported = import_reviewed(out)
     assert imported.images == 4 and not imported.problems
-    assert imported.boxes == _n_gt(root) - 1 + 1
+    assert imported.boxes == _ntrue_boxes(root) - 1 + 1
     by_image = {r.image_path: r for r in records}
     assert set(by_image) == {(root / rel).resolve() for rel in [*PHOTOS, EMPTY]}
     added = by_image[(root / EMPTY).resolve()].boxes
@@ -133,7 +125,7 @@ def test_reviewed_labels_round_trip_into_a_dataset(cache: Path, shared_data: Pat
     )
     assert sum(report.written.values()) == 3 + 5
     assert not report.skipped
-    assert report.boxes == _n_gt(root) - 1 + 1 - len(_gt(root, PHOTOS[2])) + sum(
+    assert report.boxes == _ntrue_boxes(root) - 1 + 1 - len(true_boxes(root, PHOTOS[2])) + sum(
         len(r.boxes) for r in base
     )
     data = yaml.safe_load((dataset / "data.yaml").read_text())

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
@@ -30,17 +29,9 @@ from gesture_recognition.training.review_sheets import (
     read_voc_boxes,
     write_sheets,
 )
+from tests.unit.subhih_photos import PHOTOS, true_boxes
 
-PHOTOS = ["test/16_pic00008.jpg", "test/16_pic00032.jpg", "test/1528664299.56_pic00034.jpg"]
 FACE = [400.0, 20.0, 520.0, 160.0]  # a wrong, unsure box on the first photo
-
-
-def _gt(root: Path, rel: str) -> list[list[float]]:
-    ann = ET.parse((root / rel).with_suffix(".xml")).getroot()
-    return [
-        [float(o.find("bndbox").findtext(k)) for k in ("xmin", "ymin", "xmax", "ymax")]
-        for o in ann.iter("object")
-    ]
 
 
 @pytest.fixture()
@@ -48,7 +39,7 @@ def export(shared_data: Path, tmp_path: Path) -> Path:
     root = shared_data / "subhih_hands"
     images = {}
     for rel in PHOTOS:
-        boxes = _gt(root, rel)
+        boxes = true_boxes(root, rel)
         images[rel] = {"width": 640, "height": 480, "boxes": boxes, "scores": [0.9] * len(boxes)}
     images[PHOTOS[0]]["boxes"].append(FACE)
     images[PHOTOS[0]]["scores"].append(0.1)
@@ -71,7 +62,7 @@ def test_candidate_boxes_drop_duplicates_and_cap_best_first():
 
 def test_export_dedupes_before_writing(shared_data: Path, tmp_path: Path):
     rel = PHOTOS[1]
-    box = _gt(shared_data / "subhih_hands", rel)[0]
+    box = true_boxes(shared_data / "subhih_hands", rel)[0]
     twin = [v + 1 for v in box]
     cache = tmp_path / "cache.json"
     images = {rel: {"width": 640, "height": 480, "boxes": [box, twin], "scores": [0.9, 0.8]}}
@@ -113,10 +104,10 @@ def test_decisions_rewrite_the_voc_files(export: Path, shared_data: Path, tmp_pa
     assert report.photos == 3 and report.changed == 2 and report.photos_without_box == 1
     root = shared_data / "subhih_hands"
     got = read_voc_boxes(tmp_path / "voc" / Path(PHOTOS[0]).with_suffix(".xml"))
-    assert [b.label for b in got] == ["hand"] * len(_gt(root, PHOTOS[0]))
+    assert [b.label for b in got] == ["hand"] * len(true_boxes(root, PHOTOS[0]))
     assert not read_voc_boxes(tmp_path / "voc" / Path(PHOTOS[1]).with_suffix(".xml"))
     third = read_voc_boxes(tmp_path / "voc" / Path(PHOTOS[2]).with_suffix(".xml"))
-    assert len(third) == len(_gt(root, PHOTOS[2]))
+    assert len(third) == len(true_boxes(root, PHOTOS[2]))
 
     written, imported = build_finetune_dataset(
         export, tmp_path / "ds", voc_dir=tmp_path / "voc", val_fraction=0.0
