@@ -30,8 +30,8 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from gesture_recognition.training.converters.common import resolve_inside
+from gesture_recognition.training.pseudo_labels import HAND, SUMMARY_JSON
 
-HAND = "hand"
 TILE = 300
 COLUMNS = 5
 ROWS = 4
@@ -60,7 +60,7 @@ def read_voc_boxes(xml_path: Path) -> list[VocBox]:
 
 
 def _summary(export_dir: Path) -> dict[str, object]:
-    return json.loads((export_dir / "pseudo_labels.json").read_text(encoding="utf-8"))
+    return json.loads((export_dir / SUMMARY_JSON).read_text(encoding="utf-8"))
 
 
 def write_sheets(
