@@ -32,6 +32,7 @@ from gesture_recognition.serving.repository import (
     ENSEMBLE_BYTES,
     ServingOptions,
     build_repository,
+    instance_counts,
     model_configs,
     read_specs,
 )
@@ -494,13 +495,20 @@ def _results(args: argparse.Namespace, rec: Recorder, opts, photos, title: str) 
             "count": len(photos),
             "hands": sum(p.hands for p in photos),
         },
-        "options": {k: v for k, v in asdict(opts).items() if k != "compute_capabilities"},
+        "options": _options(opts),
         "series": [p.as_dict() for p in rec.series],
         "commands": rec.commands,
         "notes": rec.notes,
         "breakdown": rec.breakdown,
         "paired": rec.paired,
     }
+
+
+def _options(opts: ServingOptions) -> dict[str, object]:
+    """The build's options with the instance counts the cpu flavour really used."""
+    shown = {k: v for k, v in asdict(opts).items() if k != "compute_capabilities"}
+    shown["detector_instances"], shown["classifier_instances"] = instance_counts(opts, "cpu")
+    return shown
 
 
 def _display(path: Path) -> str:

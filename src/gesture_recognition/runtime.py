@@ -6,7 +6,9 @@ files with the same settings.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,7 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 
 from gesture_recognition.artifacts import ClassifierSpec, DetectorSpec
+from gesture_recognition.thread_gate import ThreadGate
 
 
 def make_session(path: str | Path, threads: int | None = None) -> ort.InferenceSession:
@@ -27,7 +30,7 @@ def make_session(path: str | Path, threads: int | None = None) -> ort.InferenceS
         raise FileNotFoundError(f"ONNX model not found: {path}")
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    n = threads if threads is not None else int(os.environ.get("GESTURE_ORT_THREADS", "0") or 0)
+    n = threads if threads is not None else _env_threads()
     if n > 0:
         options.intra_op_num_threads = n
     options.inter_op_num_threads = 1
@@ -36,27 +39,72 @@ def make_session(path: str | Path, threads: int | None = None) -> ort.InferenceS
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
+class GatedSession:
+    """One ONNX file, run either on ``threads`` threads or, when a :class:`ThreadGate` says
+    another gated run is busy, on one thread (see ``thread_gate`` for why)."""
+
+    def __init__(
+        self,
+        onnx_path: str | Path,
+        threads: int | None = None,
+        gate: ThreadGate | None = None,
+        on_run: Callable[[str], None] | None = None,
+    ):
+        self.wide = make_session(onnx_path, threads)
+        self.on_run = on_run
+        wide_threads = threads if threads is not None else _env_threads()
+        # A gate over two one-thread sessions would only cost a second copy of the weights.
+        self.gate = gate if wide_threads != 1 else None
+        self.narrow = make_session(onnx_path, 1) if self.gate is not None else self.wide
+        self.runs = {"wide": 0, "narrow": 0}
+
+    def run(self, output: str, feeds: dict[str, NDArray[np.float32]]) -> NDArray[np.float32]:
+        with self.gate.enter() if self.gate is not None else contextlib.nullcontext(True) as alone:
+            width = "wide" if alone else "narrow"
+            (out,) = (self.wide if alone else self.narrow).run([output], feeds)
+        self.runs[width] += 1
+        if self.on_run is not None:
+            self.on_run(width)
+        return np.asarray(out, dtype=np.float32)
+
+
+def _env_threads() -> int:
+    return int(os.environ.get("GESTURE_ORT_THREADS", "0") or 0)
+
+
 class DetectorRunner:
     """Runs the hand detector ONNX: ``[B, 3, S, S]`` float in [0, 1] -> ``[B, D, 6]``."""
 
-    def __init__(self, onnx_path: str | Path, spec: DetectorSpec, threads: int | None = None):
+    def __init__(
+        self,
+        onnx_path: str | Path,
+        spec: DetectorSpec,
+        threads: int | None = None,
+        gate: ThreadGate | None = None,
+        on_run: Callable[[str], None] | None = None,
+    ):
         self.spec = spec
-        self.session = make_session(onnx_path, threads)
+        self.runner = GatedSession(onnx_path, threads, gate, on_run)
 
     def __call__(self, batch: NDArray[np.float32]) -> NDArray[np.float32]:
-        (out,) = self.session.run([self.spec.output_name], {self.spec.input_name: batch})
-        return np.asarray(out, dtype=np.float32)
+        return self.runner.run(self.spec.output_name, {self.spec.input_name: batch})
 
 
 class ClassifierRunner:
     """Runs the gesture classifier ONNX: ``[N, 3, S, S]`` -> logits ``[N, K]``."""
 
-    def __init__(self, onnx_path: str | Path, spec: ClassifierSpec, threads: int | None = None):
+    def __init__(
+        self,
+        onnx_path: str | Path,
+        spec: ClassifierSpec,
+        threads: int | None = None,
+        gate: ThreadGate | None = None,
+        on_run: Callable[[str], None] | None = None,
+    ):
         self.spec = spec
-        self.session = make_session(onnx_path, threads)
+        self.runner = GatedSession(onnx_path, threads, gate, on_run)
 
     def __call__(self, batch: NDArray[np.float32]) -> NDArray[np.float32]:
         if len(batch) == 0:
             return np.zeros((0, self.spec.label_map.num_classes), dtype=np.float32)
-        (out,) = self.session.run([self.spec.output_name], {self.spec.input_name: batch})
-        return np.asarray(out, dtype=np.float32)
+        return self.runner.run(self.spec.output_name, {self.spec.input_name: batch})

@@ -8,6 +8,7 @@ an error that brings anything down.
 from __future__ import annotations
 
 import io
+import re
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from tritonclient.utils import InferenceServerException
 
 from gesture_recognition.images import load_image
 from gesture_recognition.pipeline import GesturePipeline, GestureResult
+from gesture_recognition.serving.python_model import RUNS_METRIC
 from gesture_recognition.serving.repository import (
     CPU_MODEL_NAMES,
     ENSEMBLE,
@@ -311,10 +313,34 @@ def test_more_hands_than_the_limit_are_capped(
     assert_matches(served, reference(mosaic.image), mosaic.name)
 
 
+def run_widths(triton_server: RunningServer) -> dict[str, float]:
+    """``gesture_ort_runs_total`` summed over models and instances, by width."""
+    with urllib.request.urlopen(triton_server.metrics_url, timeout=10) as reply:
+        text = reply.read().decode()
+    totals = {"wide": 0.0, "narrow": 0.0}
+    for match in re.finditer(rf'^{RUNS_METRIC}{{[^}}]*width="(\w+)"[^}}]*}} (\S+)$', text, re.M):
+        totals[match.group(1)] += float(match.group(2))
+    return totals
+
+
+def test_one_request_at_a_time_runs_wide(
+    triton_server: RunningServer, reference: GesturePipeline, photos: list[Photo]
+) -> None:
+    """Alone on the host, every ONNX Runtime run takes the all-threads session."""
+    before = run_widths(triton_server)
+    for photo in photos[:3]:
+        assert_matches(infer(triton_server, "grpc", photo, ENSEMBLE), reference(photo.image), "")
+    after = run_widths(triton_server)
+    assert after["narrow"] == before["narrow"]
+    assert after["wide"] - before["wide"] == 6  # a detector and a classifier run per photo
+
+
 def test_concurrent_requests_match(
     triton_server: RunningServer, reference: GesturePipeline, photos: list[Photo]
 ) -> None:
-    """Requests in flight together (the detector may batch them) give the same answers."""
+    """Requests in flight together give the same answers, and the thread gate sends runs that
+    overlap another to the one-thread sessions (two instances per ONNX model on cpu)."""
+    before = run_widths(triton_server)
     client = httpclient.InferenceServerClient(triton_server.http_url, concurrency=8)
     jobs = [
         (photo, client.async_infer(ENSEMBLE, _inputs("http", photo, ENSEMBLE)))
@@ -325,6 +351,9 @@ def test_concurrent_requests_match(
         served = {name: result.as_numpy(name) for name in ENSEMBLE_OUTPUTS}
         assert_matches(served, reference(photo.image), photo.name)
     client.close()
+    after = run_widths(triton_server)
+    assert after["narrow"] > before["narrow"]
+    assert sum(after.values()) - sum(before.values()) == 2 * len(jobs)
 
 
 # ----------------------------------------------------------------- bad input

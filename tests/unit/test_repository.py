@@ -261,6 +261,25 @@ def test_flavours_differ_only_in_the_two_networks() -> None:
     assert "ORT_THREADS" in render_config(cpu[HAND_DETECTOR])
 
 
+def test_instance_counts_and_the_thread_gate_default_per_flavour() -> None:
+    cpu = model_configs("cpu", _specs())
+    ort = model_configs("onnxruntime", _specs())
+    for index, name in enumerate((HAND_DETECTOR, GESTURE_CLASSIFIER)):
+        assert cpu[name].instance_count == repo.CPU_INSTANCES[index]
+        assert ort[name].instance_count == 1
+        assert ("ORT_GATE", "1") in cpu[name].parameters
+        assert "ORT_GATE" not in render_config(ort[name])
+    chosen = model_configs(
+        "cpu", _specs(), ServingOptions(detector_instances=3, classifier_instances=1, ort_gate=0)
+    )
+    assert chosen[HAND_DETECTOR].instance_count == 3
+    assert chosen[GESTURE_CLASSIFIER].instance_count == 1
+    assert ("ORT_GATE", "0") in chosen[GESTURE_CLASSIFIER].parameters
+    for bad in ({"detector_instances": 0}, {"classifier_instances": -1}, {"ort_gate": 2}):
+        with pytest.raises(ValueError):
+            ServingOptions(**bad)  # type: ignore[arg-type]
+
+
 def test_cpu_flavour_fuses_the_glue_steps_into_the_networks() -> None:
     cpu = model_configs("cpu", _specs())
     steps = [s.model_name for s in cpu[ENSEMBLE_BYTES].steps]

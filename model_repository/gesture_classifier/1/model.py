@@ -23,7 +23,16 @@ class TritonPythonModel:
         folder = pm.version_dir(args)
         self.spec = read_classifier_spec(folder / CLASSIFIER_JSON)
         threads = pm.int_parameter(args, "ORT_THREADS", 0) or None
-        self.runner = ClassifierRunner(folder / "model.onnx", self.spec, threads)
+        # Two instances of this model may run at once (CPU_INSTANCES): the gate gives a run
+        # all threads only while no other ORT run of the repository is busy.
+        self.metrics = pm.run_width_metrics(pb_utils, args)
+        self.runner = ClassifierRunner(
+            folder / "model.onnx", self.spec, threads, pm.thread_gate(args), self.metrics
+        )
+
+    def finalize(self):
+        if self.metrics is not None:
+            self.metrics.close()
 
     def execute(self, requests):
         return pm.respond_each(pb_utils, requests, self._handle, self.name)

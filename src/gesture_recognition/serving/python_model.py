@@ -17,6 +17,7 @@ import numpy as np
 
 from gesture_recognition.images import InvalidImageError
 from gesture_recognition.serving.steps import InvalidInputError
+from gesture_recognition.thread_gate import ThreadGate, gate_path
 
 Outputs = Mapping[str, np.ndarray]
 
@@ -44,6 +45,51 @@ def int_parameter(args: Mapping[str, str], key: str, default: int, minimum: int 
     if value < minimum:
         raise ValueError(f"config parameter {key} must be at least {minimum}, got {value}")
     return value
+
+
+def thread_gate(args: Mapping[str, str]) -> ThreadGate | None:
+    """The repository-wide gate between wide and one-thread ORT runs when ``ORT_GATE`` is 1."""
+    if not int_parameter(args, "ORT_GATE", 0):
+        return None
+    return ThreadGate(gate_path(Path(args["model_repository"]).parent))
+
+
+RUNS_METRIC = "gesture_ort_runs_total"
+
+
+class RunWidthMetrics:
+    """Triton custom metric ``gesture_ort_runs_total{model, instance, width}``: how many ONNX
+    Runtime runs took the wide (all threads) or the narrow (one thread) session, so the thread
+    gate's effect under load is visible on ``/metrics``."""
+
+    def __init__(self, pb_utils: ModuleType, args: Mapping[str, str]):
+        # The family must outlive its metrics (the stub refuses the other order): both are kept.
+        self.family = pb_utils.MetricFamily(
+            name=RUNS_METRIC,
+            description="ONNX Runtime runs by session width (narrow: another run was busy)",
+            kind=pb_utils.MetricFamily.COUNTER,
+        )
+        labels = {"model": args["model_name"], "instance": args.get("model_instance_name", "")}
+        self.metrics = {
+            width: self.family.Metric(labels={**labels, "width": width})
+            for width in ("wide", "narrow")
+        }
+
+    def __call__(self, width: str) -> None:
+        self.metrics[width].increment(1)
+
+    def close(self) -> None:
+        self.metrics.clear()
+        del self.family
+
+
+def run_width_metrics(pb_utils: ModuleType, args: Mapping[str, str]) -> RunWidthMetrics | None:
+    """The run counters, or None where Triton's metrics are off (serving goes on without)."""
+    try:
+        return RunWidthMetrics(pb_utils, args)
+    except Exception as exc:  # the stub raises its own error type when metrics are disabled
+        pb_utils.Logger.log_warn(f"{args['model_name']}: no run-width metrics: {exc}")
+        return None
 
 
 def input_array(pb_utils: ModuleType, request: Any, name: str) -> np.ndarray:
