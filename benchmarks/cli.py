@@ -107,6 +107,7 @@ class Recorder:
     notes: list[str] = field(default_factory=list)
     breakdown: list[dict[str, object]] = field(default_factory=list)
     paired: list[dict[str, float]] = field(default_factory=list)
+    run_widths: list[dict[str, object]] = field(default_factory=list)
 
     def add(self, point: Point) -> None:
         self.series.append(point)
@@ -158,10 +159,15 @@ def perf_series(
             output_shared_memory_size=OUTPUT_SHM_BYTES if shared_memory != "none" else 0,
         )
         before = server_stats.snapshot(server.http_url) if c == breakdown_at else None
+        widths_before = server_stats.run_widths(server.metrics_url)
         rows = run_stable(rec, spec, out_dir / "logs" / f"{slug}_c{c}.log", label)
         if before is not None:
             after = server_stats.snapshot(server.http_url)
             rec.breakdown = [asdict(r) for r in server_stats.difference(before, after)]
+        widths = server_stats.run_widths(server.metrics_url)
+        runs = {w: int(widths[w] - widths_before[w]) for w in server_stats.WIDTHS}
+        if sum(runs.values()):
+            rec.run_widths.append({"series": label, "concurrency": c, **runs})
         log = (out_dir / "logs" / f"{slug}_c{c}.log").read_text()
         rec.add(point_from_perf_row(label, rows[-1], pa.client_request_count(log)))
         # Reproducible by hand: default ports, paths relative to the report (inputs are kept
@@ -501,6 +507,7 @@ def _results(args: argparse.Namespace, rec: Recorder, opts, photos, title: str) 
         "notes": rec.notes,
         "breakdown": rec.breakdown,
         "paired": rec.paired,
+        "run_widths": rec.run_widths,
     }
 
 

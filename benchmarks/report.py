@@ -127,6 +127,20 @@ def breakdown_table(rows: Sequence[dict[str, object]]) -> list[str]:
     return out
 
 
+def run_width_table(rows: Sequence[dict[str, object]]) -> list[str]:
+    out = [
+        "| series | concurrency | wide runs | narrow runs | narrow share |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        wide, narrow = int(r["wide"]), int(r["narrow"])  # type: ignore[call-overload]
+        out.append(
+            f"| {r['series']} | {r['concurrency']} | {wide} | {narrow} | "
+            f"{narrow / (wide + narrow):.0%} |"
+        )
+    return out
+
+
 def plot(series: Sequence[Point], path: Path, latency: str = "p50_ms") -> None:
     import matplotlib
 
@@ -200,6 +214,18 @@ def write_report(out_dir: Path) -> Path:
             "concurrency 1 (averages per request):",
             "",
             *breakdown_table(results["breakdown"]),
+            "",
+        ]
+    if results.get("run_widths"):
+        lines += [
+            "## Thread gate",
+            "",
+            "ONNX Runtime runs of the detector and classifier instances during each served "
+            "series (`gesture_ort_runs_total` on `/metrics`, measurement plus perf_analyzer's "
+            "warm-up): wide = all cores because nothing else ran, narrow = one thread beside "
+            "another run.",
+            "",
+            *run_width_table(results["run_widths"]),
             "",
         ]
     if results.get("tuning"):

@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import json
+import re
 import urllib.request
 from dataclasses import dataclass
+
+from gesture_recognition.serving.python_model import RUNS_METRIC
 
 PHASES = ("queue", "compute_input", "compute_infer", "compute_output")
 
@@ -72,3 +75,22 @@ def difference(before: Snapshot, after: Snapshot) -> list[ModelTime]:
             )
         )
     return sorted(rows, key=lambda r: r.model)
+
+
+WIDTHS = ("wide", "narrow")
+
+
+def run_widths(metrics_url: str, timeout_s: float = 10.0) -> dict[str, float]:
+    """``gesture_ort_runs_total`` from Triton's ``/metrics``, summed over models and instances
+    by width (the thread gate's choice; empty counts where the models are not gated)."""
+    with urllib.request.urlopen(metrics_url, timeout=timeout_s) as reply:
+        return parse_run_widths(reply.read().decode())
+
+
+def parse_run_widths(text: str) -> dict[str, float]:
+    totals = dict.fromkeys(WIDTHS, 0.0)
+    pattern = rf'^{RUNS_METRIC}{{[^}}]*width="(\w+)"[^}}]*}} (\S+)$'
+    for match in re.finditer(pattern, text, re.M):
+        if match.group(1) in totals:
+            totals[match.group(1)] += float(match.group(2))
+    return totals

@@ -8,7 +8,6 @@ an error that brings anything down.
 from __future__ import annotations
 
 import io
-import re
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,9 +21,9 @@ import tritonclient.http as httpclient
 from PIL import Image
 from tritonclient.utils import InferenceServerException
 
+from gesture_recognition.benchmarks import server_stats
 from gesture_recognition.images import load_image
 from gesture_recognition.pipeline import GesturePipeline, GestureResult
-from gesture_recognition.serving.python_model import RUNS_METRIC
 from gesture_recognition.serving.repository import (
     CPU_MODEL_NAMES,
     ENSEMBLE,
@@ -315,12 +314,7 @@ def test_more_hands_than_the_limit_are_capped(
 
 def run_widths(triton_server: RunningServer) -> dict[str, float]:
     """``gesture_ort_runs_total`` summed over models and instances, by width."""
-    with urllib.request.urlopen(triton_server.metrics_url, timeout=10) as reply:
-        text = reply.read().decode()
-    totals = {"wide": 0.0, "narrow": 0.0}
-    for match in re.finditer(rf'^{RUNS_METRIC}{{[^}}]*width="(\w+)"[^}}]*}} (\S+)$', text, re.M):
-        totals[match.group(1)] += float(match.group(2))
-    return totals
+    return server_stats.run_widths(triton_server.metrics_url)
 
 
 def test_one_request_at_a_time_runs_wide(

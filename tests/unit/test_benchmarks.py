@@ -376,3 +376,27 @@ def test_paired_rounds_decide_the_latency_target(tmp_path: Path) -> None:
     assert "| 2 | 25.0 | 32.5 | 1.30 |" in text
     assert rp.paired_ratio([]) is None
     assert rp.paired_ratio(results["paired"][:2]) == pytest.approx(1.2)
+
+
+def test_run_widths_are_summed_over_models_and_instances() -> None:
+    text = "\n".join(
+        [
+            "# HELP gesture_ort_runs_total ONNX Runtime runs by session width",
+            "# TYPE gesture_ort_runs_total counter",
+            'gesture_ort_runs_total{instance="hand_detector_0_0",model="hand_detector",'
+            'width="narrow"} 89',
+            'gesture_ort_runs_total{instance="hand_detector_0_1",model="hand_detector",'
+            'width="narrow"} 11',
+            'gesture_ort_runs_total{instance="gesture_classifier_0_0",'
+            'model="gesture_classifier",width="wide"} 157',
+            'nv_inference_count{model="hand_detector",version="1"} 300',
+        ]
+    )
+    assert server_stats.parse_run_widths(text) == {"wide": 157.0, "narrow": 100.0}
+    assert server_stats.parse_run_widths("") == {"wide": 0.0, "narrow": 0.0}
+
+
+def test_the_report_shows_the_thread_gate_table() -> None:
+    rows = [{"series": "served gesture_ensemble gRPC", "concurrency": 4, "wide": 30, "narrow": 90}]
+    table = rp.run_width_table(rows)
+    assert table[-1] == "| served gesture_ensemble gRPC | 4 | 30 | 90 | 75% |"
