@@ -203,3 +203,30 @@ def test_a_repository_built_from_changed_models_is_rebuilt(
     (other / "gesture_classifier.json").write_text(json.dumps(spec, indent=2))
     launcher.ensure_repository(repo, other)
     assert capsys.readouterr().out == ""  # built from another folder: the user's choice
+
+
+def test_an_old_build_in_the_default_folder_is_rebuilt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A repository in gesture-serve's own build folder without build_info.json comes from a
+    version before the digest existed: it is rebuilt, not served with that version's code."""
+    shipped = shipped_models_dir()
+    if not (shipped / "hand_detector.onnx").is_file():
+        pytest.skip("no shipped models")
+    repo = tmp_path / "build" / "model_repository"
+    monkeypatch.setattr(launcher, "default_repository_dir", lambda: repo)
+    launcher.ensure_repository(repo, shipped)
+    (repo / "build_info.json").unlink()
+    (repo / "hand_detector" / "config.pbtxt").write_text("# an old build\n")
+    capsys.readouterr()
+    launcher.ensure_repository(repo, shipped)
+    assert "changed since it was built" in capsys.readouterr().out
+    assert (repo / "build_info.json").is_file()
+    assert "ORT_GATE" in (repo / "hand_detector" / "config.pbtxt").read_text()
+
+    elsewhere = tmp_path / "by_hand"
+    launcher.ensure_repository(elsewhere, shipped)
+    (elsewhere / "build_info.json").unlink()
+    capsys.readouterr()
+    launcher.ensure_repository(elsewhere, shipped)
+    assert capsys.readouterr().out == ""  # not the default folder: the user's own

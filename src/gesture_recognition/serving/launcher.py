@@ -559,6 +559,10 @@ def ensure_repository(
             and info.get("models_dir") == models_dir_id(models_dir)
             and info.get("fingerprint") != source_fingerprint(models_dir)
         )
+        # The default build folder is this tool's own: one there without build_info.json was
+        # built by an older version and would keep serving that version's code forever.
+        own = repository.resolve() == default_repository_dir().resolve()
+        stale = stale or (info is None and own)
         if not differ and not stale:
             return repository
         reasons = [f"{k}={v} (was {current.get(k, 'unset')})" for k, v in differ.items()]
