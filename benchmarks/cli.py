@@ -108,6 +108,7 @@ class Recorder:
     breakdown: list[dict[str, object]] = field(default_factory=list)
     paired: list[dict[str, float]] = field(default_factory=list)
     run_widths: list[dict[str, object]] = field(default_factory=list)
+    throughput_paired: list[dict[str, float]] = field(default_factory=list)
 
     def add(self, point: Point) -> None:
         self.series.append(point)
@@ -267,14 +268,13 @@ def paired_rounds(
         )
 
 
-def run_naive(
-    rec: Recorder, args: argparse.Namespace, photos: Sequence[PhotoTensors], opts: ServingOptions
-) -> None:
+def load_naive(rec: Recorder, args: argparse.Namespace, opts: ServingOptions):
+    """The naive PyTorch pipeline, or None (noted in the report) without its checkpoints."""
     from .naive_torch import NaiveTorchPipeline
 
     spec = read_specs(args.models_dir).detector
     try:
-        naive = NaiveTorchPipeline.from_checkpoints(
+        return NaiveTorchPipeline.from_checkpoints(
             args.naive_detector,
             args.naive_classifier,
             spec.imgsz,
@@ -283,7 +283,12 @@ def run_naive(
         )
     except FileNotFoundError as exc:
         rec.notes.append(f"Naive PyTorch baseline skipped: {exc}.")
-        return
+        return None
+
+
+def run_naive(
+    rec: Recorder, args: argparse.Namespace, photos: Sequence[PhotoTensors], naive
+) -> None:
     rec.add(
         measure_callable(rp.NAIVE, naive, [image_array(p) for p in photos], 1, args.naive_requests)
     )
@@ -291,6 +296,60 @@ def run_naive(
         f"in-process: ultralytics YOLO({args.naive_detector}).predict + timm eager from "
         f"{args.naive_classifier}, one crop at a time, {args.naive_requests} photos"
     )
+
+
+def throughput_rounds(
+    rec: Recorder,
+    args: argparse.Namespace,
+    server: TritonServer,
+    naive,
+    photos: Sequence[PhotoTensors],
+    input_json: Path,
+    out: Path,
+) -> None:
+    """The throughput comparison, alternated: naive PyTorch, served at its best concurrency so
+    far, naive, ... A single naive row minutes away from the served rows can catch a slow
+    spell of a shared host and move the ratio by half; alternating rounds put both under the
+    same drift, and the report takes the median of the per-round ratios."""
+    served_label = f"served {ENSEMBLE} gRPC" + (" + system shm" if args.shared_memory else "")
+    candidates = [p for p in rec.series if p.series == served_label]
+    if not candidates:
+        return
+    concurrency = max(candidates, key=lambda p: p.throughput).concurrency
+    images = [image_array(p) for p in photos]
+    print(
+        f"== paired throughput rounds ({args.throughput_rounds}): naive PyTorch vs served at "
+        f"concurrency {concurrency}",
+        flush=True,
+    )
+    for round_no in range(1, args.throughput_rounds + 1):
+        local = measure_callable("paired naive", naive, images, 1, args.naive_requests, warmup=2)
+        spec = pa.PerfRun(
+            model=ENSEMBLE,
+            url=server.grpc_url,
+            protocol="grpc",
+            input_data=input_json,
+            concurrency=(concurrency, concurrency, 1),
+            csv_path=out / "csv" / f"throughput_round{round_no}.csv",
+            request_count=args.request_count,
+            shared_memory="system" if args.shared_memory else "none",
+            output_shared_memory_size=OUTPUT_SHM_BYTES if args.shared_memory else 0,
+        )
+        rows = run_stable(rec, spec, out / "logs" / f"throughput_round{round_no}.log", "paired")
+        served_point = point_from_perf_row("paired served", rows[-1], 0)
+        rec.throughput_paired.append(
+            {
+                "round": round_no,
+                "concurrency": concurrency,
+                "naive_photos_s": local.throughput,
+                "served_photos_s": served_point.throughput,
+            }
+        )
+        print(
+            f"  round {round_no}: naive {local.throughput:.1f}/s, served "
+            f"{served_point.throughput:.1f}/s ({served_point.throughput / local.throughput:.2f}x)",
+            flush=True,
+        )
 
 
 def run_served(
@@ -306,6 +365,7 @@ def run_served(
     request_count: int | None = None,
     composing: bool | None = None,
     pipeline: GesturePipeline | None = None,
+    naive=None,
 ) -> None:
     models = models_dir or args.models_dir
     span = span or args.concurrency
@@ -371,6 +431,8 @@ def run_served(
                     out,
                     count,
                 )
+        if naive is not None and args.throughput_rounds:
+            throughput_rounds(rec, args, server, naive, photos, inputs[ENSEMBLE], out)
 
 
 def run_original(rec: Recorder, args: argparse.Namespace, work: Path, out: Path) -> None:
@@ -465,6 +527,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="alternating in-process / served rounds at concurrency 1 for the latency ratio "
         "(0: compare the two series as measured)",
     )
+    run.add_argument(
+        "--throughput-rounds",
+        type=int,
+        default=3,
+        help="alternating naive PyTorch / served (best concurrency) rounds for the throughput "
+        "ratio (0: compare the two series as measured)",
+    )
     run.add_argument("--original", action="store_true", help="also the 2021 configuration")
     run.add_argument(
         "--original-models", type=Path, default=REPO / "build" / "bench" / "original_models"
@@ -508,6 +577,7 @@ def _results(args: argparse.Namespace, rec: Recorder, opts, photos, title: str) 
         "breakdown": rec.breakdown,
         "paired": rec.paired,
         "run_widths": rec.run_widths,
+        "throughput_paired": rec.throughput_paired,
     }
 
 
@@ -543,12 +613,14 @@ def cmd_run(args: argparse.Namespace, work: Path) -> int:
         run_inprocess(rec, pipeline, photos, args.concurrency, args.request_count * 2)
     else:
         run_inprocess(rec, pipeline, photos, (1, 1, 1), args.request_count)
+    naive = None if args.quick else load_naive(rec, args, opts)
     print("== served", flush=True)
-    run_served(rec, args, photos, opts, work, args.out, pipeline=pipeline)
+    run_served(rec, args, photos, opts, work, args.out, pipeline=pipeline, naive=naive)
     del pipeline
-    if not args.quick:
+    if naive is not None:
         print("== naive PyTorch baseline", flush=True)
-        run_naive(rec, args, photos, opts)
+        run_naive(rec, args, photos, naive)
+    del naive
     if args.original:
         print("== original 2021 configuration", flush=True)
         run_original(rec, args, work, args.out)

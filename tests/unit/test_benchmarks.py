@@ -400,3 +400,18 @@ def test_the_report_shows_the_thread_gate_table() -> None:
     rows = [{"series": "served gesture_ensemble gRPC", "concurrency": 4, "wide": 30, "narrow": 90}]
     table = rp.run_width_table(rows)
     assert table[-1] == "| served gesture_ensemble gRPC | 4 | 30 | 90 | 75% |"
+
+
+def test_paired_throughput_rounds_decide_the_throughput_target(tmp_path: Path) -> None:
+    """A naive row that caught a slow spell would say 'met'; the alternating rounds decide."""
+    results = _results(27.0, 48.0, 10.0)  # 4.8x from the single rows
+    results["throughput_paired"] = [
+        {"round": i, "concurrency": 4, "naive_photos_s": naive, "served_photos_s": 45.0}
+        for i, naive in enumerate((16.0, 15.5, 17.0), start=1)
+    ]
+    (tmp_path / rp.RESULTS_JSON).write_text(json.dumps(results))
+    text = rp.write_report(tmp_path).read_text()
+    assert "median of 3 alternating rounds: **2.81x** (target >= 3.0x: NOT met" in text
+    assert "| 2 | 15.5 | 45.0 | 4 | 2.90 |" in text
+    assert "**4.80x** (target >= 3.0x: met; single rows, see the rounds)" in text
+    assert rp.throughput_ratio([]) is None
