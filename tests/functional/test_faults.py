@@ -28,7 +28,7 @@ from tritonclient.utils import InferenceServerException
 from gesture_recognition.client.clients import GestureClient
 from gesture_recognition.client.errors import GestureClientError, InvalidInputError
 from gesture_recognition.images import load_image
-from gesture_recognition.serving.launcher import free_port, stub_processes
+from gesture_recognition.serving.launcher import free_port, orphaned_stubs, stub_processes
 
 from .conftest import ServingModels
 
@@ -248,6 +248,9 @@ def test_a_killed_stub_fails_requests_cleanly_and_the_model_comes_back(
     new_triton = served.triton_pid()
     assert new_triton != triton
     assert "hand_crops" in stub_processes(new_triton).values()
+    # The restart killed the old server; none of its stubs may outlive it (Triton 2.51 leaves
+    # one behind when a request was inside it, gesture-serve stops such leftovers).
+    assert orphaned_stubs(served.repository) == []
 
 
 def test_gesture_client_retries_across_a_server_restart(served: Served, photo: np.ndarray) -> None:
@@ -318,3 +321,19 @@ def test_sigterm_answers_in_flight_requests_before_exit(served: Served, photo: n
     errors = [f"{a.status()} {a.message()}" for a in answers if isinstance(a, Exception)]
     assert errors == [], errors
     assert outcomes.empty()
+
+
+def test_stubs_left_by_a_killed_server_are_stopped(served: Served, photo: np.ndarray) -> None:
+    """tritonserver SIGKILLed under load (an OOM kill, an operator): gesture-serve exits with
+    an error for its supervisor to restart it, and first stops the stubs the dead server left
+    behind (Triton 2.51 leaves the one a request was inside running for good). Last in this
+    module: the SIGTERM test before it has stopped the module's server, so it starts one."""
+    if served.process is None or served.process.poll() is not None:
+        served.start()
+    triton = served.triton_pid()
+    with Load(served.grpc_url, photo):
+        time.sleep(2)
+        os.kill(triton, signal.SIGKILL)
+        served.wait_for("tritonserver exited", READY_TIMEOUT_S)
+    assert served.process is not None and served.process.wait(timeout=60) == 1
+    assert orphaned_stubs(served.repository) == []

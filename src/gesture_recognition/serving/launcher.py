@@ -303,6 +303,7 @@ class TritonServer:
             raise ServerError(
                 f"{', '.join(busy)} on {self.address} already in use (another server running?)"
             )
+        self._reap("left by an earlier server")
         dist = TritonDistribution.find()
         backend_dir = dist.backend_dir(self.build_dir)
         env = dict(os.environ)
@@ -442,7 +443,16 @@ class TritonServer:
                 process.kill()
                 process.wait(timeout=10)
         self._join_reader()
+        self._reap("the server left behind")
         return process.returncode
+
+    def _reap(self, what: str) -> None:
+        killed = reap_orphaned_stubs(self.model_repository)
+        if killed:
+            message = f"gesture-serve: stopped {len(killed)} Python-backend stub(s) {what}"
+            self._log.append(message + "\n")
+            if self.echo:
+                print(message, file=sys.stderr, flush=True)
 
     def __enter__(self) -> TritonServer:
         return self.start()
@@ -482,13 +492,62 @@ def stub_processes(server_pid: int) -> dict[int, str]:
     """
     stubs = {}
     for pid in _children(server_pid):
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
+        argv = _argv(pid)
         if len(argv) > 1 and argv[0].endswith(STUB_BINARY.encode()) and _process_alive(pid):
             stubs[pid] = Path(argv[1].decode(errors="replace")).parent.parent.name
     return stubs
+
+
+def _argv(pid: int) -> list[bytes]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return []
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        # The command name (field 2) may hold spaces and parentheses: split after its end.
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def orphaned_stubs(repository: Path) -> list[int]:
+    """Stub processes serving models of ``repository`` whose tritonserver is gone.
+
+    Triton 2.51's stub does not always notice its server's death: one killed (SIGKILL, or the
+    launcher's restart after a dead stub) while a request was inside a stub leaves that stub
+    alive for good, holding its memory (~190 MiB for a classifier instance) and shared memory
+    region (measured: a SIGKILL under load left one such stub each time). A stub whose parent
+    is not a tritonserver is such a leftover.
+    """
+    prefix = str(repository.resolve()).encode() + b"/"
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        argv = _argv(pid)
+        if len(argv) < 2 or not argv[0].endswith(STUB_BINARY.encode()):
+            continue
+        if not argv[1].startswith(prefix) or not _process_alive(pid):
+            continue
+        parent = _parent(pid)
+        parent_argv = _argv(parent) if parent else []
+        if not (parent_argv and parent_argv[0].endswith(b"tritonserver")):
+            found.append(pid)
+    return sorted(found)
+
+
+def reap_orphaned_stubs(repository: Path) -> list[int]:
+    """SIGKILL the leftovers of ``orphaned_stubs``; their pids."""
+    killed = []
+    for pid in orphaned_stubs(repository):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+    return killed
 
 
 def process_tree_rss(pid: int) -> dict[int, int]:
@@ -730,6 +789,7 @@ def _serve(args: argparse.Namespace) -> int:
             f"end of its log:\n{server.log_tail()}",
             file=sys.stderr,
         )
+        server.stop()  # collects the exit and stops the stubs a killed server leaves behind
         return 1
     except _StopRequested as stop:
         print(f"gesture-serve: {stop}: stopping ...", flush=True)
