@@ -2,7 +2,8 @@
 
 On a small CPU host one ORT run with all cores' threads is the fastest way through a single
 request, but it costs about a third more CPU time than a one-thread run of the detector
-(reports/perf/cpu: wall 17.5 vs 23.8 ms, CPU 31.6 vs 23.8 ms per photo). Under load every
+(2-core host, in-process, 6 alternating rounds: wall 17.5 vs 23.8 ms, CPU 31.6 vs 23.8 ms per
+photo; notes/STATUS.md). Under load every
 core is already busy with another request, so the extra threads only add cost and Triton's
 throughput falls below what the same models reach in-process. Each Triton Python-backend
 instance is its own process, so the decision "is anything else running now" has to be shared
