@@ -10,6 +10,7 @@ import contextlib
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import numpy as np
 import onnxruntime as ort
@@ -72,13 +73,16 @@ def _env_threads() -> int:
     return int(os.environ.get("GESTURE_ORT_THREADS", "0") or 0)
 
 
-class DetectorRunner:
-    """Runs the hand detector ONNX: ``[B, 3, S, S]`` float in [0, 1] -> ``[B, D, 6]``."""
+SpecT = TypeVar("SpecT", DetectorSpec, ClassifierSpec)
+
+
+class _SpecRunner(Generic[SpecT]):
+    """A :class:`GatedSession` of one model and the spec naming its input and output."""
 
     def __init__(
         self,
         onnx_path: str | Path,
-        spec: DetectorSpec,
+        spec: SpecT,
         threads: int | None = None,
         gate: ThreadGate | None = None,
         on_run: Callable[[str], None] | None = None,
@@ -86,25 +90,21 @@ class DetectorRunner:
         self.spec = spec
         self.runner = GatedSession(onnx_path, threads, gate, on_run)
 
-    def __call__(self, batch: NDArray[np.float32]) -> NDArray[np.float32]:
+    def _run(self, batch: NDArray[np.float32]) -> NDArray[np.float32]:
         return self.runner.run(self.spec.output_name, {self.spec.input_name: batch})
 
 
-class ClassifierRunner:
-    """Runs the gesture classifier ONNX: ``[N, 3, S, S]`` -> logits ``[N, K]``."""
+class DetectorRunner(_SpecRunner[DetectorSpec]):
+    """Runs the hand detector ONNX: ``[B, 3, S, S]`` float in [0, 1] -> ``[B, D, 6]``."""
 
-    def __init__(
-        self,
-        onnx_path: str | Path,
-        spec: ClassifierSpec,
-        threads: int | None = None,
-        gate: ThreadGate | None = None,
-        on_run: Callable[[str], None] | None = None,
-    ):
-        self.spec = spec
-        self.runner = GatedSession(onnx_path, threads, gate, on_run)
+    def __call__(self, batch: NDArray[np.float32]) -> NDArray[np.float32]:
+        return self._run(batch)
+
+
+class ClassifierRunner(_SpecRunner[ClassifierSpec]):
+    """Runs the gesture classifier ONNX: ``[N, 3, S, S]`` -> logits ``[N, K]``."""
 
     def __call__(self, batch: NDArray[np.float32]) -> NDArray[np.float32]:
         if len(batch) == 0:
             return np.zeros((0, self.spec.label_map.num_classes), dtype=np.float32)
-        return self.runner.run(self.spec.output_name, {self.spec.input_name: batch})
+        return self._run(batch)
