@@ -293,8 +293,8 @@ def run_naive(
         measure_callable(rp.NAIVE, naive, [image_array(p) for p in photos], 1, args.naive_requests)
     )
     rec.commands[rp.NAIVE] = (
-        f"in-process: ultralytics YOLO({args.naive_detector}).predict + timm eager from "
-        f"{args.naive_classifier}, one crop at a time, {args.naive_requests} photos"
+        f"in-process: ultralytics YOLO({_display(args.naive_detector)}).predict + timm eager "
+        f"from {_display(args.naive_classifier)}, one crop at a time, {args.naive_requests} photos"
     )
 
 

@@ -10,6 +10,7 @@ import ast
 import io
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -212,3 +213,20 @@ def test_shown_paths_survive_symlinked_folders(tmp_path: Path, repo_root: Path) 
     (tmp_path / "checkout" / "shared").symlink_to(tmp_path / "real")
     assert shown_path(root / ".." / "shared" / "data", root) == "../shared/data"
     assert shown_path(root / "models" / "x.onnx", root) == "models/x.onnx"
+
+
+MACHINE_PATH = re.compile(r"(?<![\w.])/(?:work|tmp|home|root|Users)/")
+
+
+def test_committed_reports_name_no_machine_path(repo_root: Path) -> None:
+    """Reports and model cards are written on a developer's machine and committed: the paths
+    they show must be relative to the repository (a naive-baseline line once leaked one)."""
+    leaks = []
+    for folder in ("reports", "models", "training/reviews"):
+        for path in sorted((repo_root / folder).rglob("*")):
+            if path.suffix not in (".md", ".json", ".csv", ".log", ".txt") or not path.is_file():
+                continue
+            for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+                if MACHINE_PATH.search(line):
+                    leaks.append(f"{path.relative_to(repo_root)}:{number}: {line[:120]}")
+    assert not leaks, "\n".join(leaks)
