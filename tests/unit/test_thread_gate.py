@@ -206,3 +206,26 @@ def test_serving_goes_on_without_metrics(tmp_path: Path) -> None:
     )
     assert pm.run_width_metrics(pb_utils, _args(tmp_path, "1")) is None  # type: ignore[arg-type]
     assert warnings and "metrics are disabled" in warnings[0]
+
+
+def test_gated_runner_reads_threads_gate_and_metrics_from_the_config(
+    classifier_files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    onnx, spec_file = classifier_files
+    version = tmp_path / "repo" / "gesture_classifier" / "1"
+    version.mkdir(parents=True)
+    (version / "model.onnx").symlink_to(onnx)
+    args = {
+        **_args(tmp_path, "1"),
+        "model_repository": str(version.parent),
+        "model_version": "1",
+        "model_name": "gesture_classifier",
+    }
+    pb_utils = SimpleNamespace(MetricFamily=_FakeFamily)
+    runner, metrics = pm.gated_runner(
+        pb_utils, args, ClassifierRunner, read_classifier_spec(spec_file)
+    )
+    assert metrics is not None and runner.runner.gate is not None
+    assert runner.runner.gate.path == gate_path(tmp_path / "repo")
+    runner(np.zeros((1, 3, 224, 224), dtype=np.float32))
+    assert {m.labels["width"]: m.value for m in metrics.family.metrics}["wide"] == 1

@@ -22,13 +22,7 @@ class TritonPythonModel:
         self.name = args["model_name"]
         folder = pm.version_dir(args)
         self.spec = read_classifier_spec(folder / CLASSIFIER_JSON)
-        threads = pm.int_parameter(args, "ORT_THREADS", 0) or None
-        # Two instances of this model may run at once (CPU_INSTANCES): the gate gives a run
-        # all threads only while no other ORT run of the repository is busy.
-        self.metrics = pm.run_width_metrics(pb_utils, args)
-        self.runner = ClassifierRunner(
-            folder / "model.onnx", self.spec, threads, pm.thread_gate(args), self.metrics
-        )
+        self.runner, self.metrics = pm.gated_runner(pb_utils, args, ClassifierRunner, self.spec)
 
     def finalize(self):
         if self.metrics is not None:

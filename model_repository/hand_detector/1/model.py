@@ -22,13 +22,7 @@ class TritonPythonModel:
         folder = pm.version_dir(args)
         self.spec = read_detector_spec(folder / DETECTOR_JSON)
         self.max_pixels = pm.int_parameter(args, "MAX_PIXELS", DEFAULT_MAX_PIXELS, minimum=64)
-        threads = pm.int_parameter(args, "ORT_THREADS", 0) or None
-        # Two instances of this model may run at once (CPU_INSTANCES): the gate gives a run
-        # all threads only while no other ORT run of the repository is busy.
-        self.metrics = pm.run_width_metrics(pb_utils, args)
-        self.runner = DetectorRunner(
-            folder / "model.onnx", self.spec, threads, pm.thread_gate(args), self.metrics
-        )
+        self.runner, self.metrics = pm.gated_runner(pb_utils, args, DetectorRunner, self.spec)
 
     def finalize(self):
         if self.metrics is not None:

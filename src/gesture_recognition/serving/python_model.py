@@ -11,7 +11,7 @@ import traceback
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -20,6 +20,7 @@ from gesture_recognition.serving.steps import InvalidInputError
 from gesture_recognition.thread_gate import ThreadGate, gate_path
 
 Outputs = Mapping[str, np.ndarray]
+R = TypeVar("R")
 
 
 def version_dir(args: Mapping[str, str]) -> Path:
@@ -90,6 +91,18 @@ def run_width_metrics(pb_utils: ModuleType, args: Mapping[str, str]) -> RunWidth
     except Exception as exc:  # the stub raises its own error type when metrics are disabled
         pb_utils.Logger.log_warn(f"{args['model_name']}: no run-width metrics: {exc}")
         return None
+
+
+def gated_runner(
+    pb_utils: ModuleType, args: Mapping[str, str], runner_cls: Callable[..., R], spec: object
+) -> tuple[R, RunWidthMetrics | None]:
+    """The model's ONNX Runtime runner as the cpu flavour configures it: ``ORT_THREADS``, the
+    repository's thread gate (``ORT_GATE``; two instances of a model may run at once) and the
+    run-width metrics. Returns the metrics too: ``finalize`` must close them."""
+    metrics = run_width_metrics(pb_utils, args)
+    threads = int_parameter(args, "ORT_THREADS", 0) or None
+    onnx = version_dir(args) / "model.onnx"
+    return runner_cls(onnx, spec, threads, thread_gate(args), metrics), metrics
 
 
 def input_array(pb_utils: ModuleType, request: Any, name: str) -> np.ndarray:
