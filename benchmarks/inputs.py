@@ -81,7 +81,7 @@ def trace_photo(
     data = path.read_bytes()
     image = decode_image(data, max_pixels)
     det_spec, cls_spec = pipeline.detector.spec, pipeline.classifier.spec
-    detector_input, letterbox = steps.preprocess(image, det_spec.imgsz, max_pixels)
+    detector_input, letterbox = steps.preprocess(image, det_spec, max_pixels)
     detections = pipeline.detector(detector_input)
     boxes, _scores, classifier_input = steps.hand_crops(
         image, detections, letterbox, det_spec.conf_threshold, cls_spec, max_hands, max_pixels

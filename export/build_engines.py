@@ -348,8 +348,9 @@ def build_tensorrt(args: argparse.Namespace) -> int:
     models = Path(args.models_dir)
     # Engines are built from the ONNX files: check them against the checkpoint first.
     verified = [] if args.dry_run else verify_detector_step(args, models)
-    configs = model_configs("tensorrt", read_specs(models), options)
-    profiles = engine_profiles(configs)
+    specs = read_specs(models)
+    configs = model_configs("tensorrt", specs, options)
+    profiles = engine_profiles(configs, detector=specs.detector)
     engine_name = engine_filename(cc) if cc else "model.plan"
 
     out = Path(args.out)

@@ -90,11 +90,19 @@ def export_detector(
             # box and let the spec's conf_threshold filter at serving time.
             conf=EXPORT_CONF,
         )
+        # The network's largest stride: the serving letterbox makes canvases of its multiples
+        # (ultralytics' own rectangular inference), which the dynamic export accepts.
+        stride = int(max(int(s) for s in model.model.stride))  # type: ignore[union-attr]
         # Verified before anything lands in out_dir: a broken export never replaces a good one.
-        _check_detector_output(Path(exported), imgsz, max_batch)
+        _check_detector_output(Path(exported), imgsz, max_batch, stride)
         scrub_paths(Path(exported))
         shutil.copyfile(exported, out / DETECTOR_ONNX)
-    spec = DetectorSpec(imgsz=imgsz, conf_threshold=conf_threshold, architecture=_yolo_arch(model))
+    spec = DetectorSpec(
+        imgsz=imgsz,
+        conf_threshold=conf_threshold,
+        architecture=_yolo_arch(model),
+        letterbox_stride=stride,
+    )
     write_spec(spec, out / DETECTOR_JSON)
     return out / DETECTOR_ONNX
 
@@ -125,8 +133,9 @@ def _yolo_arch(model: object) -> str:
     return Path(str(yaml_cfg.get("yaml_file", "yolo"))).stem or "yolo"
 
 
-def _check_detector_output(path: Path, imgsz: int, max_batch: int) -> None:
-    """Every image of a batch must get the same rows as when run alone."""
+def _check_detector_output(path: Path, imgsz: int, max_batch: int, stride: int = 0) -> None:
+    """Every image of a batch must get the same rows as when run alone, and with ``stride`` a
+    canvas one stride shorter than square must run too."""
     from gesture_recognition.runtime import make_session
 
     session = make_session(path)
@@ -140,6 +149,15 @@ def _check_detector_output(path: Path, imgsz: int, max_batch: int) -> None:
         diff = float(np.abs(alone[0] - together[i]).max())
         if diff > 1e-3:
             raise VerificationError(f"batched detector output differs for image {i}: {diff:.2e}")
+    if stride and imgsz > stride:
+        shape = (1, 3, imgsz - stride, imgsz)
+        try:
+            (rect,) = session.run(None, {"images": batch[:1, :, : imgsz - stride]})
+        except Exception as exc:  # ORT raises its own types for a fixed input shape
+            message = f"the detector does not run on a {shape} canvas: {exc}"
+            raise VerificationError(message) from exc
+        if rect.shape != (1, together.shape[1], 6):
+            raise VerificationError(f"detector output for a {shape} canvas is {rect.shape}")
 
 
 def export_classifier(

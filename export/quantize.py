@@ -361,7 +361,11 @@ def detector_head_nodes(model_path: str | Path) -> list[str]:
 
 
 def detector_inputs(photos: Sequence[Path], imgsz: int) -> NDArray[np.float32]:
-    """Photos -> letterboxed ``[N, 3, S, S]`` detector inputs (the serving letterbox)."""
+    """Photos -> letterboxed ``[N, 3, S, S]`` detector inputs (the serving letterbox).
+
+    Always the square canvas, so that photos of any aspect stack into one batch: calibration
+    and verification see the same network on the same content, only with more grey padding
+    than a ``letterbox_stride`` spec serves with."""
     from gesture_recognition.letterbox import letterbox, to_detector_tensor
 
     batches = []

@@ -20,9 +20,12 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
+from gesture_recognition.artifacts import DetectorSpec
+
 # Engine file names live with the configs that point at them (serving.repository).
 from gesture_recognition.serving.repository import (  # noqa: F401 - engine_filename re-exported
     HAND_CROPS,
+    HAND_DETECTOR,
     ModelConfig,
     ServingOptions,
     engine_filename,
@@ -77,6 +80,7 @@ def optimization_profile(
     opt: int | None = None,
     *,
     max_hands: int | None = None,
+    spatial: tuple[int, int] | None = None,
 ) -> Profile:
     """``input name -> (min, opt, max)`` shapes of one model's TensorRT optimisation profile.
 
@@ -85,8 +89,10 @@ def optimization_profile(
     A model that does not batch but takes a variable first dimension (the classifier: the hand
     crops of one photo) gets ``1 / opt / max_hands`` with ``opt`` defaulting to 4 (capped at
     ``max_hands``); ``max_hands`` defaults to ``ServingOptions().max_hands`` — pass the value of
-    the build (``engine_profiles`` reads it from the configs). Any other wildcard dimension has
-    no bound a profile could use and raises ValueError.
+    the build (``engine_profiles`` reads it from the configs). ``spatial = (low, high)`` bounds
+    any other wildcard dimension (the detector's canvas when it follows the photo's aspect,
+    ``DetectorSpec.letterbox_stride``): ``low`` in the min shape, ``high`` in opt and max.
+    Without it such a wildcard raises ValueError.
     """
     if model_config.is_ensemble or model_config.is_python:
         raise ValueError(f"{model_config.name} is not a TensorRT model")
@@ -115,22 +121,29 @@ def optimization_profile(
                 profile[tensor.name] = (shape, shape, shape)
                 continue
             dims = dims[1:]
-        if any(d < 1 for d in dims):
+        if any(d < 1 for d in dims) and spatial is None:
             raise ValueError(
                 f"{model_config.name}.{tensor.name}: dims {list(tensor.dims)} have a wildcard "
                 "that no optimisation profile bounds (only the first dimension may vary)"
             )
-        profile[tensor.name] = ((low, *dims), (middle, *dims), (high, *dims))
+        if spatial is not None and not 1 <= spatial[0] <= spatial[1]:
+            raise ValueError(f"spatial bounds must be 1 <= low <= high, got {spatial}")
+        small = tuple(d if d > 0 else spatial[0] for d in dims) if spatial else tuple(dims)
+        large = tuple(d if d > 0 else spatial[1] for d in dims) if spatial else tuple(dims)
+        profile[tensor.name] = ((low, *small), (middle, *large), (high, *large))
     return profile
 
 
 def engine_profiles(
-    configs: Mapping[str, ModelConfig], opt: Mapping[str, int] | None = None
+    configs: Mapping[str, ModelConfig],
+    opt: Mapping[str, int] | None = None,
+    detector: DetectorSpec | None = None,
 ) -> dict[str, Profile]:
     """Profiles of every TensorRT model (``platform: tensorrt_plan``) of a repository.
 
     The crop limit comes from the ``MAX_HANDS`` parameter of ``hand_crops`` (what the server
-    will really send), falling back to ``ServingOptions().max_hands``.
+    will really send), falling back to ``ServingOptions().max_hands``. ``detector`` bounds the
+    detector's canvas (``letterbox_stride`` .. ``imgsz``) when it follows the photo's aspect.
     """
     max_hands = ServingOptions().max_hands
     crops = configs.get(HAND_CROPS)
@@ -138,7 +151,16 @@ def engine_profiles(
         max_hands = int(crops.parameter("MAX_HANDS"))  # type: ignore[arg-type]
     opt = opt or {}
     return {
-        name: optimization_profile(config, opt.get(name), max_hands=max_hands)
+        name: optimization_profile(
+            config,
+            opt.get(name),
+            max_hands=max_hands,
+            spatial=(
+                (detector.min_side, detector.imgsz)
+                if detector is not None and name == HAND_DETECTOR
+                else None
+            ),
+        )
         for name, config in configs.items()
         if config.platform == "tensorrt_plan"
     }

@@ -32,12 +32,32 @@ class DetectorSpec:
     architecture: str = "yolo26n"
     input_name: str = "images"
     output_name: str = "output0"
+    # 0: a square imgsz x imgsz canvas. n > 0: the smallest canvas whose sides are multiples
+    # of n (the network's stride), as ultralytics predicts with a dynamic-shape model; needs
+    # an ONNX file with dynamic height and width. Specs written before this field read as 0.
+    letterbox_stride: int = 0
+
+    def __post_init__(self) -> None:
+        if self.imgsz < 1:
+            raise ValueError(f"detector imgsz must be positive, got {self.imgsz}")
+        if self.letterbox_stride < 0:
+            raise ValueError(f"letterbox_stride must be >= 0, got {self.letterbox_stride}")
+        if self.letterbox_stride and self.imgsz % self.letterbox_stride:
+            raise ValueError(
+                f"imgsz {self.imgsz} is not a multiple of letterbox_stride {self.letterbox_stride}"
+            )
+
+    @property
+    def min_side(self) -> int:
+        """The smallest canvas side the detector can be given (for shape bounds)."""
+        return self.letterbox_stride or self.imgsz
 
     def to_dict(self) -> dict[str, object]:
         return {
             "kind": "hand_detector",
             "architecture": self.architecture,
             "imgsz": self.imgsz,
+            "letterbox_stride": self.letterbox_stride,
             "conf_threshold": self.conf_threshold,
             "input_name": self.input_name,
             "output_name": self.output_name,
@@ -52,6 +72,7 @@ class DetectorSpec:
             architecture=str(data.get("architecture", "unknown")),
             input_name=str(data.get("input_name", "images")),
             output_name=str(data.get("output_name", "output0")),
+            letterbox_stride=int(data.get("letterbox_stride", 0)),  # type: ignore[call-overload]
         )
 
 

@@ -1,7 +1,11 @@
-"""Letterboxing for the detector: aspect-preserving resize onto a square, grey-padded canvas.
+"""Letterboxing for the detector: aspect-preserving resize onto a grey-padded canvas.
 
 The detector is trained by ultralytics with the same scheme (pad value 114, centred image),
-and this module maps its boxes back to the photo.
+and this module maps its boxes back to the photo. The canvas is either the square
+``size x size`` (``stride=0``) or, as ultralytics' own ``predict`` and ``val`` do with a
+dynamic-shape model, the smallest canvas whose sides are multiples of the network's stride
+(``LetterBox(auto=True)``): a 640x480 photo becomes 320x256 instead of 320x320, a fifth fewer
+pixels for the detector to compute.
 """
 
 from __future__ import annotations
@@ -36,19 +40,46 @@ class LetterboxParams:
         return cls(float(flat[0]), float(flat[1]), float(flat[2]))
 
 
-def letterbox_params(width: int, height: int, size: int) -> LetterboxParams:
+def canvas_side(resized: int, size: int, stride: int) -> int:
+    """One side of the canvas that holds ``resized`` pixels: ``size``, or with ``stride > 0``
+    the smallest multiple of ``stride`` that is at least ``resized`` (never above ``size``
+    when ``size`` is itself a multiple, which ``DetectorSpec`` enforces)."""
+    if stride < 0:
+        raise ValueError(f"stride must be >= 0, got {stride}")
+    if stride == 0:
+        return size
+    return resized + (size - resized) % stride
+
+
+def canvas_shape(width: int, height: int, size: int, stride: int = 0) -> tuple[int, int]:
+    """``(canvas_height, canvas_width)`` of a ``width`` x ``height`` photo."""
     scale = min(size / width, size / height)
     new_w = max(1, round(width * scale))
     new_h = max(1, round(height * scale))
-    return LetterboxParams(scale, (size - new_w) // 2, (size - new_h) // 2)
+    return canvas_side(new_h, size, stride), canvas_side(new_w, size, stride)
 
 
-def letterbox(image: NDArray[np.uint8], size: int) -> tuple[NDArray[np.uint8], LetterboxParams]:
-    """``[H, W, 3]`` uint8 photo -> ``[size, size, 3]`` uint8 canvas and its placement."""
+def letterbox_params(width: int, height: int, size: int, stride: int = 0) -> LetterboxParams:
+    scale = min(size / width, size / height)
+    new_w = max(1, round(width * scale))
+    new_h = max(1, round(height * scale))
+    canvas_h, canvas_w = canvas_shape(width, height, size, stride)
+    return LetterboxParams(scale, (canvas_w - new_w) // 2, (canvas_h - new_h) // 2)
+
+
+def letterbox(
+    image: NDArray[np.uint8], size: int, stride: int = 0
+) -> tuple[NDArray[np.uint8], LetterboxParams]:
+    """``[H, W, 3]`` uint8 photo -> uint8 canvas and its placement.
+
+    The canvas is ``[size, size, 3]`` with ``stride=0``, else the smallest
+    ``[h, w, 3]`` with ``h`` and ``w`` multiples of ``stride`` (see the module docstring).
+    """
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected an RGB image [H, W, 3], got shape {image.shape}")
     height, width = image.shape[:2]
-    params = letterbox_params(width, height, size)
+    params = letterbox_params(width, height, size, stride)
+    canvas_h, canvas_w = canvas_shape(width, height, size, stride)
     new_w = max(1, round(width * params.scale))
     new_h = max(1, round(height * params.scale))
     if (new_w, new_h) != (width, height):
@@ -63,14 +94,14 @@ def letterbox(image: NDArray[np.uint8], size: int) -> tuple[NDArray[np.uint8], L
         )
     else:
         resized = image
-    canvas = np.full((size, size, 3), PAD_VALUE, dtype=np.uint8)
+    canvas = np.full((canvas_h, canvas_w, 3), PAD_VALUE, dtype=np.uint8)
     x0, y0 = int(params.pad_x), int(params.pad_y)
     canvas[y0 : y0 + new_h, x0 : x0 + new_w] = resized
     return canvas, params
 
 
 def to_detector_tensor(canvas: NDArray[np.uint8]) -> NDArray[np.float32]:
-    """``[S, S, 3]`` uint8 canvas -> ``[1, 3, S, S]`` float32 in [0, 1] (ultralytics' input).
+    """``[h, w, 3]`` uint8 canvas -> ``[1, 3, h, w]`` float32 in [0, 1] (ultralytics' input).
 
     Written straight into a C-contiguous array: a transposed float view costs a strided copy
     later (ONNX Runtime and Triton both need contiguous tensors), 2.3 ms vs 0.3 ms at 320 px.

@@ -214,7 +214,10 @@ def test_every_model_gets_the_tensors_it_receives_in_the_ensemble(traced, repo_r
     native = model_configs("onnxruntime", read_specs(repo_root / "models"))
     det = native[HAND_DETECTOR]
     det_step = input_data(det, model_input_sources(native)[HAND_DETECTOR], photos[:1])["data"][0]
-    assert det_step[det.inputs[0].name]["shape"] == list(det.inputs[0].dims)
+    # The canvas follows the photo's aspect (letterbox_stride): 640x480 -> 256x320.
+    shape = det_step[det.inputs[0].name]["shape"]
+    assert shape == list(photos[0].tensors["detector_input"].shape[1:])
+    assert all(want in (-1, have) for want, have in zip(det.inputs[0].dims, shape, strict=True))
     classifier_step = input_data(
         configs[GESTURE_CLASSIFIER], sources[GESTURE_CLASSIFIER], photos[:1]
     )["data"][0]

@@ -54,18 +54,33 @@ def no_tensorrt(monkeypatch):
 def test_detector_profile_follows_max_batch_size(trt_configs, specs):
     config = trt_configs[HAND_DETECTOR]
     assert config.max_batch_size == 8
-    size = specs.detector.imgsz
+    size, stride = specs.detector.imgsz, specs.detector.letterbox_stride
+    # The shipped detector letterboxes onto the photo's aspect: canvas sides from one stride
+    # up to imgsz.
+    assert stride == 32 and config.inputs[0].dims == (3, -1, -1)
+    spatial = (stride, size)
+    assert optimization_profile(config, spatial=spatial) == {
+        specs.detector.input_name: ((1, 3, stride, stride), (4, 3, size, size), (8, 3, size, size))
+    }
+    assert optimization_profile(config, opt=2, spatial=spatial)["images"][1] == (2, 3, size, size)
+    assert engine_profiles(trt_configs, detector=specs.detector)[HAND_DETECTOR] == (
+        optimization_profile(config, spatial=spatial)
+    )
+    # A square-letterbox spec keeps fixed dims and a one-size profile.
+    square = replace(specs, detector=replace(specs.detector, letterbox_stride=0))
+    config = model_configs("tensorrt", square)[HAND_DETECTOR]
+    assert config.inputs[0].dims == (3, size, size)
     assert optimization_profile(config) == {
         specs.detector.input_name: ((1, 3, size, size), (4, 3, size, size), (8, 3, size, size))
     }
-    assert optimization_profile(config, opt=2)["images"][1] == (2, 3, size, size)
 
 
 def test_detector_profile_tracks_a_changed_batch_limit(specs):
+    spatial = (specs.detector.min_side, specs.detector.imgsz)
     config = model_configs("tensorrt", specs, ServingOptions(detector_max_batch=1))
-    assert optimization_profile(config[HAND_DETECTOR])["images"][1][0] == 1
+    assert optimization_profile(config[HAND_DETECTOR], spatial=spatial)["images"][1][0] == 1
     config = model_configs("tensorrt", specs, ServingOptions(detector_max_batch=32))
-    low, middle, high = optimization_profile(config[HAND_DETECTOR])["images"]
+    low, middle, high = optimization_profile(config[HAND_DETECTOR], spatial=spatial)["images"]
     assert (low[0], middle[0], high[0]) == (1, 16, 32)
 
 
@@ -84,12 +99,12 @@ def test_classifier_profile_spans_the_hand_crops(trt_configs, specs):
     # The limit comes from the build's options (hand_crops' MAX_HANDS parameter).
     configs = model_configs("tensorrt", specs, ServingOptions(max_hands=5))
     assert configs[HAND_CROPS].parameter("MAX_HANDS") == "5"
-    profiles = engine_profiles(configs)
+    profiles = engine_profiles(configs, detector=specs.detector)
     assert set(profiles) == {HAND_DETECTOR, GESTURE_CLASSIFIER}
     assert profiles[GESTURE_CLASSIFIER]["input"][2][0] == 5
     # opt never exceeds the limit.
     configs = model_configs("tensorrt", specs, ServingOptions(max_hands=2))
-    assert engine_profiles(configs)[GESTURE_CLASSIFIER]["input"][1][0] == 2
+    assert engine_profiles(configs, detector=specs.detector)[GESTURE_CLASSIFIER]["input"][1][0] == 2
 
 
 def test_profile_rejects_bad_opt_and_unbounded_dims(trt_configs):
@@ -101,6 +116,8 @@ def test_profile_rejects_bad_opt_and_unbounded_dims(trt_configs):
     dynamic = replace(det, inputs=(replace(det.inputs[0], dims=(3, -1, -1)),))
     with pytest.raises(ValueError, match="wildcard"):
         optimization_profile(dynamic)
+    with pytest.raises(ValueError, match="spatial bounds"):
+        optimization_profile(dynamic, spatial=(64, 32))
     with pytest.raises(ValueError, match="not a TensorRT model"):
         optimization_profile(model_configs("cpu", read_specs(shipped_models_dir()))[HAND_CROPS])
 
@@ -109,12 +126,12 @@ def test_profile_rejects_bad_opt_and_unbounded_dims(trt_configs):
 
 
 def test_trtexec_command_fp16(trt_configs):
-    profile = optimization_profile(trt_configs[HAND_DETECTOR])
+    profile = optimization_profile(trt_configs[HAND_DETECTOR], spatial=(32, 320))
     command = trtexec_command("det.onnx", "out/model_sm89.plan", profile, workspace_mb=2048)
     assert command[0] == "trtexec"
     assert "--onnx=det.onnx" in command
     assert "--saveEngine=out/model_sm89.plan" in command
-    assert "--minShapes=images:1x3x320x320" in command
+    assert "--minShapes=images:1x3x32x32" in command
     assert "--optShapes=images:4x3x320x320" in command
     assert "--maxShapes=images:8x3x320x320" in command
     assert "--memPoolSize=workspace:2048" in command

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from gesture_recognition.letterbox import (
     PAD_VALUE,
     LetterboxParams,
+    canvas_shape,
     letterbox,
     to_detector_tensor,
     unletterbox_boxes,
@@ -17,6 +18,7 @@ from gesture_recognition.letterbox import (
 
 sizes = st.integers(min_value=9, max_value=401)
 canvas_sizes = st.sampled_from([32, 63, 64, 97, 160, 320])
+strides = st.sampled_from([0, 8, 32])
 
 
 def to_canvas(boxes: np.ndarray, params: LetterboxParams) -> np.ndarray:
@@ -26,15 +28,15 @@ def to_canvas(boxes: np.ndarray, params: LetterboxParams) -> np.ndarray:
     return out
 
 
-@given(st.data(), sizes, sizes, canvas_sizes)
+@given(st.data(), sizes, sizes, canvas_sizes, strides)
 @settings(max_examples=60, deadline=None)
-def test_round_trip_through_the_canvas_pixels(data, width, height, size) -> None:
+def test_round_trip_through_the_canvas_pixels(data, width, height, size, stride) -> None:
     """A white box drawn in the photo is found in the canvas and maps back within 1 px.
 
     The tolerance is one canvas pixel (1 / scale photo pixels): resizing blurs the box edge
     by about half a canvas pixel.
     """
-    _, params = letterbox(np.zeros((height, width, 3), np.uint8), size)
+    _, params = letterbox(np.zeros((height, width, 3), np.uint8), size, stride)
     min_side = int(np.ceil(4 / params.scale))  # at least 4 canvas pixels, or it blurs away
     assume(min_side < min(width, height))
     x1 = data.draw(st.integers(0, width - min_side))
@@ -43,8 +45,9 @@ def test_round_trip_through_the_canvas_pixels(data, width, height, size) -> None
     y2 = data.draw(st.integers(y1 + min_side, height))
     photo = np.zeros((height, width, 3), np.uint8)
     photo[y1:y2, x1:x2] = 255
-    canvas, params = letterbox(photo, size)
-    assert canvas.shape == (size, size, 3) and canvas.dtype == np.uint8
+    canvas, params = letterbox(photo, size, stride)
+    assert canvas.shape == (*canvas_shape(width, height, size, stride), 3)
+    assert canvas.dtype == np.uint8
     # Half way between the black photo and the white box; the grey pad (114) stays below.
     rows, cols = np.nonzero(canvas[:, :, 0] > 127)
     found = np.array([[cols.min(), rows.min(), cols.max() + 1, rows.max() + 1]], np.float32)
@@ -54,9 +57,15 @@ def test_round_trip_through_the_canvas_pixels(data, width, height, size) -> None
     assert np.abs(back - truth).max() <= 1.0 / params.scale + 1e-4
 
 
-@given(sizes, sizes, canvas_sizes, st.lists(st.floats(0, 1, width=32), min_size=4, max_size=4))
-def test_unletterbox_inverts_the_placement(width, height, size, fractions) -> None:
-    _, params = letterbox(np.zeros((height, width, 3), np.uint8), size)
+@given(
+    sizes,
+    sizes,
+    canvas_sizes,
+    strides,
+    st.lists(st.floats(0, 1, width=32), min_size=4, max_size=4),
+)
+def test_unletterbox_inverts_the_placement(width, height, size, stride, fractions) -> None:
+    _, params = letterbox(np.zeros((height, width, 3), np.uint8), size, stride)
     fx1, fy1, fx2, fy2 = fractions
     truth = np.array([[fx1 * width, fy1 * height, fx2 * width, fy2 * height]], np.float32)
     restored = LetterboxParams.from_array(params.as_array())
@@ -76,6 +85,38 @@ def test_photo_is_centred_and_padded_with_grey(width, height) -> None:
     mask = np.ones((320, 320), bool)
     mask[y0 : y0 + new_h, x0 : x0 + new_w] = False
     assert np.all(canvas[mask] == PAD_VALUE)
+
+
+@given(st.integers(8, 1200), st.integers(8, 1200), st.sampled_from([64, 160, 320, 640]))
+@settings(max_examples=80, deadline=None)
+def test_stride_canvas_is_ultralytics_rectangular_letterbox(width, height, size) -> None:
+    """With a stride the canvas and the photo's place on it are those of ultralytics'
+    ``LetterBox(auto=True)``, what its predict and val run a dynamic-shape model on."""
+    from ultralytics.data.augment import LetterBox
+
+    photo = np.zeros((height, width, 3), np.uint8)
+    theirs = LetterBox((size, size), auto=True, stride=32)(image=photo)
+    ours, params = letterbox(photo, size, 32)
+    assert ours.shape == theirs.shape
+    assert ours.shape[0] % 32 == 0 and ours.shape[1] % 32 == 0
+    assert max(ours.shape[:2]) == size
+    # Where the (black) photo sits: the same rows and columns in both canvases.
+    for canvas in (ours, theirs):
+        rows, cols = np.nonzero(canvas[:, :, 0] != PAD_VALUE)
+        assert (cols.min(), rows.min()) == (params.pad_x, params.pad_y)
+        assert (cols.max() + 1, rows.max() + 1) == (
+            params.pad_x + round(width * params.scale),
+            params.pad_y + round(height * params.scale),
+        )
+
+
+def test_stride_canvas_of_a_vga_photo() -> None:
+    canvas, params = letterbox(np.zeros((480, 640, 3), np.uint8), 320, 32)
+    assert canvas.shape == (256, 320, 3)
+    assert (params.scale, params.pad_x, params.pad_y) == (0.5, 0, 8)
+    assert canvas_shape(480, 640, 320, 32) == (320, 256)  # portrait: width 480 -> 240 -> 256
+    with pytest.raises(ValueError, match="stride"):
+        letterbox(np.zeros((4, 4, 3), np.uint8), 32, -1)
 
 
 def test_detector_tensor_layout_and_range() -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gesture_recognition.artifacts import ClassifierSpec
+from gesture_recognition.artifacts import ClassifierSpec, DetectorSpec
 from gesture_recognition.boxes import CropConfig
 from gesture_recognition.decision import decide, softmax
 from gesture_recognition.images import InvalidImageError
@@ -82,10 +82,16 @@ def test_decode_bytes_input_pixel_limit() -> None:
 
 
 def test_preprocess_shapes_and_placement() -> None:
-    tensor, placement = preprocess(_photo(120, 160), 64, MAX_PIXELS)
+    tensor, placement = preprocess(_photo(120, 160), DetectorSpec(imgsz=64), MAX_PIXELS)
     assert tensor.shape == (1, 3, 64, 64) and tensor.dtype == np.float32
     assert tensor.min() >= 0.0 and tensor.max() <= 1.0
     np.testing.assert_allclose(placement, [0.4, 0.0, 8.0])
+    # With the network's stride the canvas follows the photo: 64x48 content on 64x64 -> 64x48.
+    rect, placement = preprocess(
+        _photo(120, 160), DetectorSpec(imgsz=64, letterbox_stride=16), MAX_PIXELS
+    )
+    assert rect.shape == (1, 3, 48, 64)
+    np.testing.assert_allclose(placement, [0.4, 0.0, 0.0])
 
 
 @pytest.mark.parametrize(
@@ -98,7 +104,7 @@ def test_preprocess_shapes_and_placement() -> None:
 )
 def test_preprocess_rejects_bad_images(image: np.ndarray) -> None:
     with pytest.raises(InvalidImageError):
-        preprocess(image, 64, MAX_PIXELS)
+        preprocess(image, DetectorSpec(imgsz=64), MAX_PIXELS)
 
 
 # ----------------------------------------------------------------- hand_detector batching

@@ -33,5 +33,5 @@ class TritonPythonModel:
 
     def _handle(self, request):
         image = pm.input_array(pb_utils, request, "IMAGE")
-        tensor, placement = preprocess(image, self.spec.imgsz, self.max_pixels)
+        tensor, placement = preprocess(image, self.spec, self.max_pixels)
         return {self.spec.output_name: self.runner(tensor), "LETTERBOX": placement}

@@ -268,7 +268,7 @@ def model_configs(
         raise ValueError(f"unknown flavour {flavour!r}: use one of {', '.join(FLAVOURS)}")
     opts = options or ServingOptions()
     det, cls = specs.detector, specs.classifier
-    size, crop, classes = det.imgsz, cls.input_size, cls.label_map.num_classes
+    crop, classes = cls.input_size, cls.label_map.num_classes
     native = flavour != "cpu"
     queue_delay = opts.queue_delay_us
     if queue_delay is None:
@@ -286,7 +286,7 @@ def model_configs(
         name=HAND_PREPROCESS,
         inputs=(_t("IMAGE", "UINT8", -1, -1, 3),),
         outputs=(
-            _t("DETECTOR_INPUT", "FP32", 1, 3, size, size),
+            _t("DETECTOR_INPUT", "FP32", 1, 3, *_canvas_dims(det)),
             _t("LETTERBOX", "FP32", 3),
         ),
         parameters=_params(MAX_PIXELS=opts.max_pixels),
@@ -340,13 +340,21 @@ def instance_counts(opts: ServingOptions, flavour: str) -> tuple[int, int]:
     )
 
 
+def _canvas_dims(spec: DetectorSpec) -> tuple[int, int]:
+    """Detector input height and width: fixed for a square letterbox, wildcards when the
+    canvas follows the photo's aspect (the dynamic batcher then batches equal shapes only)."""
+    if spec.letterbox_stride:
+        return -1, -1
+    return spec.imgsz, spec.imgsz
+
+
 def _detector_config(
     flavour: str, spec: DetectorSpec, opts: ServingOptions, queue_delay: int
 ) -> ModelConfig:
     instances = instance_counts(opts, flavour)[0]
     base = ModelConfig(
         name=HAND_DETECTOR,
-        inputs=(_t(spec.input_name, "FP32", 3, spec.imgsz, spec.imgsz),),
+        inputs=(_t(spec.input_name, "FP32", 3, *_canvas_dims(spec)),),
         outputs=(_t(spec.output_name, "FP32", opts.detections, 6),),
         max_batch_size=opts.detector_max_batch,
         instance_count=instances,

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from gesture_recognition.artifacts import ClassifierSpec
+from gesture_recognition.artifacts import ClassifierSpec, DetectorSpec
 from gesture_recognition.decision import decide, softmax
 from gesture_recognition.detections import decode_detections
 from gesture_recognition.hands import prepare_hands
@@ -46,10 +46,10 @@ def decode_bytes_input(
     return decode_image(bytes(raw), max_pixels)
 
 
-def preprocess(image: object, imgsz: int, max_pixels: int) -> tuple[FloatArray, FloatArray]:
-    """Photo -> detector input ``[1, 3, S, S]`` and letterbox placement ``[3]``."""
+def preprocess(image: object, spec: DetectorSpec, max_pixels: int) -> tuple[FloatArray, FloatArray]:
+    """Photo -> detector input ``[1, 3, h, w]`` and letterbox placement ``[3]``."""
     photo = check_image_array(image, max_pixels)
-    canvas, params = letterbox(photo, imgsz)
+    canvas, params = letterbox(photo, spec.imgsz, spec.letterbox_stride)
     return to_detector_tensor(canvas), params.as_array()
 
 
