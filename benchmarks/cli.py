@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import re
@@ -252,20 +253,37 @@ def paired_rounds(
         )
         rows = run_stable(rec, spec, out / "logs" / f"paired_round{round_no}.log", "paired")
         served_point = point_from_perf_row("paired served", rows[-1], 0)
-        rec.paired.append(
-            {
-                "round": round_no,
-                "inprocess_p50_ms": local.p50_ms,
-                "inprocess_avg_ms": local.avg_ms,
-                "served_p50_ms": served_point.p50_ms,
-                "served_avg_ms": served_point.avg_ms,
-            }
-        )
-        print(
+        result = {
+            "round": round_no,
+            "inprocess_p50_ms": local.p50_ms,
+            "inprocess_avg_ms": local.avg_ms,
+            "served_p50_ms": served_point.p50_ms,
+            "served_avg_ms": served_point.avg_ms,
+        }
+        message = (
             f"  round {round_no}: in-process p50 {local.p50_ms:.1f} ms, served gRPC p50 "
-            f"{served_point.p50_ms:.1f} ms ({served_point.p50_ms / local.p50_ms:.2f}x)",
-            flush=True,
+            f"{served_point.p50_ms:.1f} ms ({served_point.p50_ms / local.p50_ms:.2f}x)"
         )
+        if args.shared_memory:
+            # A same-host client, as the in-process pipeline is: the photo already lies in
+            # memory both ways, so the comparison without the transport copy.
+            shm_spec = dataclasses.replace(
+                spec,
+                csv_path=out / "csv" / f"paired_round{round_no}_shm.csv",
+                shared_memory="system",
+                output_shared_memory_size=OUTPUT_SHM_BYTES,
+            )
+            log = out / "logs" / f"paired_round{round_no}_shm.log"
+            shm_rows = run_stable(rec, shm_spec, log, "paired")
+            shm_point = point_from_perf_row("paired shm", shm_rows[-1], 0)
+            result["served_shm_p50_ms"] = shm_point.p50_ms
+            result["served_shm_avg_ms"] = shm_point.avg_ms
+            message += (
+                f", + system shm p50 {shm_point.p50_ms:.1f} ms "
+                f"({shm_point.p50_ms / local.p50_ms:.2f}x)"
+            )
+        rec.paired.append(result)
+        print(message, flush=True)
 
 
 def load_naive(rec: Recorder, args: argparse.Namespace, opts: ServingOptions):
@@ -340,6 +358,7 @@ def throughput_rounds(
         rec.throughput_paired.append(
             {
                 "round": round_no,
+                "series": served_label,
                 "concurrency": concurrency,
                 "naive_photos_s": local.throughput,
                 "served_photos_s": served_point.throughput,

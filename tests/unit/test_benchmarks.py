@@ -379,6 +379,30 @@ def test_paired_rounds_decide_the_latency_target(tmp_path: Path) -> None:
     assert "| 2 | 25.0 | 32.5 | 1.30 |" in text
     assert rp.paired_ratio([]) is None
     assert rp.paired_ratio(results["paired"][:2]) == pytest.approx(1.2)
+    assert "system shared memory" not in text
+
+
+def test_paired_rounds_judge_the_shared_memory_client_separately(tmp_path: Path) -> None:
+    results = _results(27.0, 45.0, 12.0)
+    results["paired"] = [
+        {
+            "round": i,
+            "inprocess_p50_ms": 20.0,
+            "served_p50_ms": 20.0 * plain,
+            "served_shm_p50_ms": 20.0 * shm,
+            "inprocess_avg_ms": 21.0,
+            "served_avg_ms": 24.0,
+            "served_shm_avg_ms": 23.0,
+        }
+        for i, (plain, shm) in enumerate(((1.2, 1.1), (1.25, 1.14), (1.18, 1.2)), start=1)
+    ]
+    (tmp_path / rp.RESULTS_JSON).write_text(json.dumps(results))
+    text = rp.write_report(tmp_path).read_text()
+    # Both verdicts are written: plain gRPC (not met) and the same-host shm client (met).
+    assert "median of 3 alternating rounds: **1.20x** (target <= 1.15x: NOT met" in text
+    assert "the same rounds: **1.14x** (target <= 1.15x: met)" in text
+    assert "| 2 | 20.0 | 25.0 | 1.25 | 22.8 | 1.14 | 21.0 | 24.0 |" in text
+    assert rp.paired_ratio(results["paired"], "served_shm_p50_ms") == pytest.approx(1.14)
 
 
 def test_run_widths_are_summed_over_models_and_instances() -> None:
@@ -417,4 +441,10 @@ def test_paired_throughput_rounds_decide_the_throughput_target(tmp_path: Path) -
     assert "median of 3 alternating rounds: **2.81x** (target >= 3.0x: NOT met" in text
     assert "| 2 | 15.5 | 45.0 | 4 | 2.90 |" in text
     assert "**4.80x** (target >= 3.0x: met; single rows, see the rounds)" in text
+    # The rounds name the series they measured (here none recorded: the plain gRPC default).
+    assert "- Throughput, served gesture_ensemble gRPC (concurrency 4" in text
+    results["throughput_paired"][0]["series"] = "served gesture_ensemble gRPC + system shm"
+    (tmp_path / rp.RESULTS_JSON).write_text(json.dumps(results))
+    text = rp.write_report(tmp_path).read_text()
+    assert "- Throughput, served gesture_ensemble gRPC + system shm (concurrency 4" in text
     assert rp.throughput_ratio([]) is None
