@@ -95,7 +95,7 @@ class _SpecRunner(Generic[SpecT]):
 
 
 class DetectorRunner(_SpecRunner[DetectorSpec]):
-    """Runs the hand detector ONNX: ``[B, 3, S, S]`` float in [0, 1] -> ``[B, D, 6]``."""
+    """Runs the hand detector ONNX: ``[B, 3, h, w]`` float in [0, 1] -> ``[B, D, 6]``."""
 
     def __call__(self, batch: NDArray[np.float32]) -> NDArray[np.float32]:
         return self._run(batch)

@@ -1,7 +1,7 @@
-"""Triton Python model ``hand_preprocess``: IMAGE -> DETECTOR_INPUT [1, 3, S, S], LETTERBOX [3].
+"""Triton Python model ``hand_preprocess``: IMAGE -> DETECTOR_INPUT [1, 3, h, w], LETTERBOX [3].
 
-Letterboxes the photo onto the detector's square input (S from hand_detector.json in this
-version folder) and reports where it was placed so ``hand_crops`` can map boxes back.
+Letterboxes the photo onto the detector's canvas (size and stride from hand_detector.json in
+this version folder) and reports where it was placed so ``hand_crops`` can map boxes back.
 """
 
 import triton_python_backend_utils as pb_utils
