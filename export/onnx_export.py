@@ -25,6 +25,7 @@ from gesture_recognition.artifacts import (
     write_spec,
 )
 from gesture_recognition.labels import load_label_map
+from gesture_recognition.letterbox import min_canvas_side
 
 OPSET = 17
 # Lowest confidence the exported detector keeps (mAP needs the low-confidence tail).
@@ -92,9 +93,13 @@ def export_detector(
         )
         # The network's largest stride: the serving letterbox makes canvases of its multiples
         # (ultralytics' own rectangular inference), which the dynamic export accepts.
-        stride = int(max(int(s) for s in model.model.stride))  # type: ignore[union-attr]
+        strides = [int(s) for s in model.model.stride]  # type: ignore[union-attr]
+        stride = max(strides)
         # Verified before anything lands in out_dir: a broken export never replaces a good one.
-        _check_detector_output(Path(exported), imgsz, max_batch, stride)
+        rows = _check_detector_output(Path(exported), imgsz, max_batch)
+        min_side = min_canvas_side(imgsz, strides, rows)
+        _check_canvas(Path(exported), (min_side, imgsz), rows)
+        _check_canvas(Path(exported), (imgsz, min_side), rows)
         scrub_paths(Path(exported))
         shutil.copyfile(exported, out / DETECTOR_ONNX)
     spec = DetectorSpec(
@@ -102,6 +107,7 @@ def export_detector(
         conf_threshold=conf_threshold,
         architecture=_yolo_arch(model),
         letterbox_stride=stride,
+        min_canvas_side=min_side,
     )
     write_spec(spec, out / DETECTOR_JSON)
     return out / DETECTOR_ONNX
@@ -133,9 +139,9 @@ def _yolo_arch(model: object) -> str:
     return Path(str(yaml_cfg.get("yaml_file", "yolo"))).stem or "yolo"
 
 
-def _check_detector_output(path: Path, imgsz: int, max_batch: int, stride: int = 0) -> None:
-    """Every image of a batch must get the same rows as when run alone, and with ``stride`` a
-    canvas one stride shorter than square must run too."""
+def _check_detector_output(path: Path, imgsz: int, max_batch: int) -> int:
+    """Every image of a batch must get the same rows as when run alone; returns the number of
+    output rows per image."""
     from gesture_recognition.runtime import make_session
 
     session = make_session(path)
@@ -149,15 +155,21 @@ def _check_detector_output(path: Path, imgsz: int, max_batch: int, stride: int =
         diff = float(np.abs(alone[0] - together[i]).max())
         if diff > 1e-3:
             raise VerificationError(f"batched detector output differs for image {i}: {diff:.2e}")
-    if stride and imgsz > stride:
-        shape = (1, 3, imgsz - stride, imgsz)
-        try:
-            (rect,) = session.run(None, {"images": batch[:1, :, : imgsz - stride]})
-        except Exception as exc:  # ORT raises its own types for a fixed input shape
-            message = f"the detector does not run on a {shape} canvas: {exc}"
-            raise VerificationError(message) from exc
-        if rect.shape != (1, together.shape[1], 6):
-            raise VerificationError(f"detector output for a {shape} canvas is {rect.shape}")
+    return int(together.shape[1])
+
+
+def _check_canvas(path: Path, shape: tuple[int, int], rows: int) -> None:
+    """The detector must run on the smallest canvas the serving letterbox makes."""
+    from gesture_recognition.runtime import make_session
+
+    session = make_session(path)
+    canvas = np.random.default_rng(1).random((1, 3, *shape), dtype=np.float32)
+    try:
+        (out,) = session.run(None, {"images": canvas})
+    except Exception as exc:  # ORT raises its own types (fixed shapes, a TopK too large)
+        raise VerificationError(f"the detector does not run on a {shape} canvas: {exc}") from exc
+    if out.shape != (1, rows, 6):
+        raise VerificationError(f"detector output for a {shape} canvas is {out.shape}")
 
 
 def export_classifier(

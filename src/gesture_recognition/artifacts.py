@@ -36,6 +36,9 @@ class DetectorSpec:
     # of n (the network's stride), as ultralytics predicts with a dynamic-shape model; needs
     # an ONNX file with dynamic height and width. Specs written before this field read as 0.
     letterbox_stride: int = 0
+    # With a stride: no canvas side below this (0: one stride), so the detector always has as
+    # many anchors as its fixed number of output rows (letterbox.min_canvas_side).
+    min_canvas_side: int = 0
 
     def __post_init__(self) -> None:
         if self.imgsz < 1:
@@ -47,10 +50,22 @@ class DetectorSpec:
                 f"imgsz {self.imgsz} is not a multiple of letterbox_stride {self.letterbox_stride}"
             )
 
+        if self.min_canvas_side and (
+            not self.letterbox_stride
+            or self.min_canvas_side % self.letterbox_stride
+            or not 0 < self.min_canvas_side <= self.imgsz
+        ):
+            raise ValueError(
+                f"min_canvas_side {self.min_canvas_side} must be a multiple of letterbox_stride "
+                f"{self.letterbox_stride} within 1..imgsz {self.imgsz}"
+            )
+
     @property
     def min_side(self) -> int:
-        """The smallest canvas side the detector can be given (for shape bounds)."""
-        return self.letterbox_stride or self.imgsz
+        """The smallest canvas side the detector is given (letterbox and shape bounds)."""
+        if not self.letterbox_stride:
+            return self.imgsz
+        return max(self.letterbox_stride, self.min_canvas_side)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -58,6 +73,7 @@ class DetectorSpec:
             "architecture": self.architecture,
             "imgsz": self.imgsz,
             "letterbox_stride": self.letterbox_stride,
+            "min_canvas_side": self.min_canvas_side,
             "conf_threshold": self.conf_threshold,
             "input_name": self.input_name,
             "output_name": self.output_name,
@@ -73,6 +89,7 @@ class DetectorSpec:
             input_name=str(data.get("input_name", "images")),
             output_name=str(data.get("output_name", "output0")),
             letterbox_stride=int(data.get("letterbox_stride", 0)),  # type: ignore[call-overload]
+            min_canvas_side=int(data.get("min_canvas_side", 0)),  # type: ignore[call-overload]
         )
 
 

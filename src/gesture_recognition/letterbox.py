@@ -10,6 +10,7 @@ pixels for the detector to compute.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,46 +41,73 @@ class LetterboxParams:
         return cls(float(flat[0]), float(flat[1]), float(flat[2]))
 
 
-def canvas_side(resized: int, size: int, stride: int) -> int:
+def canvas_side(resized: int, size: int, stride: int, min_side: int = 0) -> int:
     """One side of the canvas that holds ``resized`` pixels: ``size``, or with ``stride > 0``
-    the smallest multiple of ``stride`` that is at least ``resized`` (never above ``size``
-    when ``size`` is itself a multiple, which ``DetectorSpec`` enforces)."""
+    the smallest multiple of ``stride`` that is at least ``resized`` and ``min_side`` (never
+    above ``size`` when ``size`` is itself a multiple, which ``DetectorSpec`` enforces)."""
     if stride < 0:
         raise ValueError(f"stride must be >= 0, got {stride}")
     if stride == 0:
         return size
-    return resized + (size - resized) % stride
+    side = resized + (size - resized) % stride
+    return min(max(side, min_side), size)
 
 
-def canvas_shape(width: int, height: int, size: int, stride: int = 0) -> tuple[int, int]:
+def canvas_shape(
+    width: int, height: int, size: int, stride: int = 0, min_side: int = 0
+) -> tuple[int, int]:
     """``(canvas_height, canvas_width)`` of a ``width`` x ``height`` photo."""
     scale = min(size / width, size / height)
     new_w = max(1, round(width * scale))
     new_h = max(1, round(height * scale))
-    return canvas_side(new_h, size, stride), canvas_side(new_w, size, stride)
+    return (
+        canvas_side(new_h, size, stride, min_side),
+        canvas_side(new_w, size, stride, min_side),
+    )
 
 
-def letterbox_params(width: int, height: int, size: int, stride: int = 0) -> LetterboxParams:
+def min_canvas_side(size: int, strides: Sequence[int], detections: int) -> int:
+    """The shortest canvas side (a multiple of the largest stride, at most ``size``) such that
+    even a square canvas of that side gives a detector with these output ``strides`` at least
+    ``detections`` anchors.
+
+    An exported YOLO26 head ends in a TopK of a fixed ``k`` (its 300 output rows): ultralytics
+    picks ``min(k, anchors)`` in PyTorch, but the ONNX trace keeps ``k`` as a constant, so a
+    canvas with fewer anchors (320x32 has 210) fails inside ONNX Runtime. Square, not just
+    ``size`` by the side, so that a TensorRT profile's min shape (both sides at the minimum)
+    is a shape the network can run.
+    """
+    step = max(strides)
+    for side in range(step, size + 1, step):
+        if sum((side // s) ** 2 for s in strides) >= detections:
+            return side
+    return size
+
+
+def letterbox_params(
+    width: int, height: int, size: int, stride: int = 0, min_side: int = 0
+) -> LetterboxParams:
     scale = min(size / width, size / height)
     new_w = max(1, round(width * scale))
     new_h = max(1, round(height * scale))
-    canvas_h, canvas_w = canvas_shape(width, height, size, stride)
+    canvas_h, canvas_w = canvas_shape(width, height, size, stride, min_side)
     return LetterboxParams(scale, (canvas_w - new_w) // 2, (canvas_h - new_h) // 2)
 
 
 def letterbox(
-    image: NDArray[np.uint8], size: int, stride: int = 0
+    image: NDArray[np.uint8], size: int, stride: int = 0, min_side: int = 0
 ) -> tuple[NDArray[np.uint8], LetterboxParams]:
     """``[H, W, 3]`` uint8 photo -> uint8 canvas and its placement.
 
-    The canvas is ``[size, size, 3]`` with ``stride=0``, else the smallest
-    ``[h, w, 3]`` with ``h`` and ``w`` multiples of ``stride`` (see the module docstring).
+    The canvas is ``[size, size, 3]`` with ``stride=0``, else the smallest ``[h, w, 3]`` with
+    ``h`` and ``w`` multiples of ``stride`` and at least ``min_side`` (see the module
+    docstring and :func:`min_canvas_side`).
     """
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected an RGB image [H, W, 3], got shape {image.shape}")
     height, width = image.shape[:2]
-    params = letterbox_params(width, height, size, stride)
-    canvas_h, canvas_w = canvas_shape(width, height, size, stride)
+    params = letterbox_params(width, height, size, stride, min_side)
+    canvas_h, canvas_w = canvas_shape(width, height, size, stride, min_side)
     new_w = max(1, round(width * params.scale))
     new_h = max(1, round(height * params.scale))
     if (new_w, new_h) != (width, height):

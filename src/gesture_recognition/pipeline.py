@@ -68,7 +68,7 @@ def detect_hands(
 ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
     """Letterbox, run the detector, decode: boxes in photo pixels and scores."""
     spec = detector.spec
-    canvas, params = letterbox(image, spec.imgsz, spec.letterbox_stride)
+    canvas, params = letterbox(image, spec.imgsz, spec.letterbox_stride, spec.min_side)
     raw = detector(to_detector_tensor(canvas))[0]
     height, width = image.shape[:2]
     return decode_detections(raw, params, width, height, spec.conf_threshold)

@@ -54,20 +54,20 @@ def no_tensorrt(monkeypatch):
 def test_detector_profile_follows_max_batch_size(trt_configs, specs):
     config = trt_configs[HAND_DETECTOR]
     assert config.max_batch_size == 8
-    size, stride = specs.detector.imgsz, specs.detector.letterbox_stride
-    # The shipped detector letterboxes onto the photo's aspect: canvas sides from one stride
-    # up to imgsz.
-    assert stride == 32 and config.inputs[0].dims == (3, -1, -1)
-    spatial = (stride, size)
+    size, low = specs.detector.imgsz, specs.detector.min_side
+    # The shipped detector letterboxes onto the photo's aspect: canvas sides from its minimum
+    # (enough anchors for its 300 rows) up to imgsz.
+    assert low == 128 and config.inputs[0].dims == (3, -1, -1)
+    spatial = (low, size)
     assert optimization_profile(config, spatial=spatial) == {
-        specs.detector.input_name: ((1, 3, stride, stride), (4, 3, size, size), (8, 3, size, size))
+        specs.detector.input_name: ((1, 3, low, low), (4, 3, size, size), (8, 3, size, size))
     }
     assert optimization_profile(config, opt=2, spatial=spatial)["images"][1] == (2, 3, size, size)
     assert engine_profiles(trt_configs, detector=specs.detector)[HAND_DETECTOR] == (
         optimization_profile(config, spatial=spatial)
     )
     # A square-letterbox spec keeps fixed dims and a one-size profile.
-    square = replace(specs, detector=replace(specs.detector, letterbox_stride=0))
+    square = replace(specs, detector=replace(specs.detector, letterbox_stride=0, min_canvas_side=0))
     config = model_configs("tensorrt", square)[HAND_DETECTOR]
     assert config.inputs[0].dims == (3, size, size)
     assert optimization_profile(config) == {

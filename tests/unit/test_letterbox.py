@@ -12,6 +12,7 @@ from gesture_recognition.letterbox import (
     LetterboxParams,
     canvas_shape,
     letterbox,
+    min_canvas_side,
     to_detector_tensor,
     unletterbox_boxes,
 )
@@ -94,6 +95,9 @@ def test_stride_canvas_is_ultralytics_rectangular_letterbox(width, height, size)
     ``LetterBox(auto=True)``, what its predict and val run a dynamic-shape model on."""
     from ultralytics.data.augment import LetterBox
 
+    scale = min(size / width, size / height)
+    # A side that rounds to 0 px: ultralytics resizes to nothing, this letterbox keeps 1 px.
+    assume(round(width * scale) >= 1 and round(height * scale) >= 1)
     photo = np.zeros((height, width, 3), np.uint8)
     theirs = LetterBox((size, size), auto=True, stride=32)(image=photo)
     ours, params = letterbox(photo, size, 32)
@@ -108,6 +112,23 @@ def test_stride_canvas_is_ultralytics_rectangular_letterbox(width, height, size)
             params.pad_x + round(width * params.scale),
             params.pad_y + round(height * params.scale),
         )
+
+
+def test_min_canvas_side_keeps_enough_anchors_for_the_detector_rows() -> None:
+    # YOLO P3-P5 with 300 output rows: a 96x96 canvas has 189 anchors, 128x128 has 336.
+    assert min_canvas_side(320, (8, 16, 32), 300) == 128
+    assert min_canvas_side(640, (8, 16, 32), 300) == 128
+    assert min_canvas_side(320, (8, 16, 32), 10**6) == 320  # never more than square
+    # A strip photo gets the minimum; usual aspects are above it and keep their canvas.
+    assert canvas_shape(1000, 40, 320, 32, 128) == (128, 320)
+    assert canvas_shape(40, 1000, 320, 32, 128) == (320, 128)
+    assert canvas_shape(640, 480, 320, 32, 128) == (256, 320)
+    assert canvas_shape(1920, 1080, 320, 32, 128) == (192, 320)
+    assert canvas_shape(640, 480, 320, 32, 320) == (320, 320)
+    canvas, params = letterbox(np.zeros((40, 1000, 3), np.uint8), 320, 32, 128)
+    assert canvas.shape == (128, 320, 3)
+    # The 13 px high strip (40 * 0.32) sits centred in the 128 px canvas.
+    assert (params.pad_x, params.pad_y) == (0, (128 - 13) // 2)
 
 
 def test_stride_canvas_of_a_vga_photo() -> None:

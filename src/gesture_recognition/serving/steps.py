@@ -49,7 +49,7 @@ def decode_bytes_input(
 def preprocess(image: object, spec: DetectorSpec, max_pixels: int) -> tuple[FloatArray, FloatArray]:
     """Photo -> detector input ``[1, 3, h, w]`` and letterbox placement ``[3]``."""
     photo = check_image_array(image, max_pixels)
-    canvas, params = letterbox(photo, spec.imgsz, spec.letterbox_stride)
+    canvas, params = letterbox(photo, spec.imgsz, spec.letterbox_stride, spec.min_side)
     return to_detector_tensor(canvas), params.as_array()
 
 
