@@ -131,7 +131,12 @@ def model_input_sources(configs: dict[str, ModelConfig]) -> dict[str, dict[str, 
 def input_data(
     config: ModelConfig, sources: dict[str, str], photos: Iterable[PhotoTensors]
 ) -> dict[str, object]:
-    """perf_analyzer's ``--input-data`` JSON for one model: one step per photo."""
+    """perf_analyzer's ``--input-data`` JSON for one model: one step per photo.
+
+    A photo whose tensor for this model is empty (``HAND_BOXES [0, 4]`` of a photo without a
+    hand, which the ensemble does pass to the classifier) is left out of this model's data:
+    perf_analyzer 2.50 dies with SIGSEGV on a zero-element input.
+    """
     batched = config.max_batch_size > 0
     data = []
     for photo in photos:
@@ -140,8 +145,14 @@ def input_data(
             source = sources[tensor.name]
             if source not in photo.tensors:
                 raise KeyError(f"{config.name}.{tensor.name} needs {source!r}, not traced")
-            step[tensor.name] = _entry(photo.tensors[source], batched)
-        data.append(step)
+            value = photo.tensors[source]
+            if isinstance(value, np.ndarray) and value.size == 0:
+                break
+            step[tensor.name] = _entry(value, batched)
+        else:
+            data.append(step)
+    if not data:
+        raise ValueError(f"no photo gives {config.name} a non-empty input")
     return {"data": data}
 
 

@@ -191,6 +191,32 @@ def traced(repo_root: Path) -> tuple[dict, list]:
     return model_configs("cpu", read_specs(models), opts), photos
 
 
+def test_a_photo_without_hands_is_left_out_of_the_classifier_data(
+    traced, repo_root, tmp_path
+) -> None:
+    """perf_analyzer 2.50 segfaults on an empty tensor (HAND_BOXES [0, 4] of a photo without
+    a hand); such a photo stays in the ensembles' data, not in the classifier's."""
+    configs, photos = traced
+    pipeline = GesturePipeline.from_dir(repo_root / "models", max_hands=3)
+    blank = tmp_path / "blank.png"
+    from PIL import Image
+
+    Image.new("RGB", (160, 120), (128, 128, 128)).save(blank)
+    empty = trace_photo(pipeline, blank, 3)
+    assert empty.hands == 0 and empty.tensors["HAND_BOXES"].shape == (0, 4)
+    sources = model_input_sources(configs)
+    mixed = [empty, *photos]
+    classifier = input_data(configs[GESTURE_CLASSIFIER], sources[GESTURE_CLASSIFIER], mixed)
+    assert len(classifier["data"]) == len(photos)
+    assert all(
+        step["HAND_BOXES"]["shape"][0] > 0
+        for step in classifier["data"]  # type: ignore[index]
+    )
+    assert len(input_data(configs[ENSEMBLE], sources[ENSEMBLE], mixed)["data"]) == len(mixed)
+    with pytest.raises(ValueError, match="non-empty"):
+        input_data(configs[GESTURE_CLASSIFIER], sources[GESTURE_CLASSIFIER], [empty])
+
+
 def test_every_model_gets_the_tensors_it_receives_in_the_ensemble(traced, repo_root) -> None:
     configs, photos = traced
     sources = model_input_sources(configs)
