@@ -162,7 +162,9 @@ def perf_series(
         )
         before = server_stats.snapshot(server.http_url) if c == breakdown_at else None
         widths_before = server_stats.run_widths(server.metrics_url)
-        rows = run_stable(rec, spec, out_dir / "logs" / f"{slug}_c{c}.log", label)
+        rows = try_run_stable(rec, spec, out_dir / "logs" / f"{slug}_c{c}.log", label)
+        if rows is None:
+            continue
         if before is not None:
             after = server_stats.snapshot(server.http_url)
             rec.breakdown = [asdict(r) for r in server_stats.difference(before, after)]
@@ -197,6 +199,22 @@ def run_stable(
             f"tolerance; measured with --stability-percentage {used.stability_percentage}."
         )
     return rows
+
+
+def try_run_stable(
+    rec: Recorder, spec: pa.PerfRun, log_path: Path, label: str
+) -> list[dict[str, float]] | None:
+    """:func:`run_stable`, but a measurement that never settles (a noisy spell on a shared
+    host) is written into the report's notes and left out instead of ending the whole run
+    and losing every series measured before it."""
+    try:
+        return run_stable(rec, spec, log_path, label)
+    except pa.UnstableMeasurementError as exc:
+        rec.notes.append(
+            f"{label}, concurrency {spec.concurrency[0]}: left out, no stable measurement "
+            f"within {MAX_STABILITY_PERCENTAGE} % ({exc})."
+        )
+        return None
 
 
 def trace(
@@ -251,7 +269,9 @@ def paired_rounds(
             csv_path=out / "csv" / f"paired_round{round_no}.csv",
             request_count=args.request_count,
         )
-        rows = run_stable(rec, spec, out / "logs" / f"paired_round{round_no}.log", "paired")
+        rows = try_run_stable(rec, spec, out / "logs" / f"paired_round{round_no}.log", "paired")
+        if rows is None:
+            continue
         served_point = point_from_perf_row("paired served", rows[-1], 0)
         result = {
             "round": round_no,
@@ -274,14 +294,15 @@ def paired_rounds(
                 output_shared_memory_size=OUTPUT_SHM_BYTES,
             )
             log = out / "logs" / f"paired_round{round_no}_shm.log"
-            shm_rows = run_stable(rec, shm_spec, log, "paired")
-            shm_point = point_from_perf_row("paired shm", shm_rows[-1], 0)
-            result["served_shm_p50_ms"] = shm_point.p50_ms
-            result["served_shm_avg_ms"] = shm_point.avg_ms
-            message += (
-                f", + system shm p50 {shm_point.p50_ms:.1f} ms "
-                f"({shm_point.p50_ms / local.p50_ms:.2f}x)"
-            )
+            shm_rows = try_run_stable(rec, shm_spec, log, "paired shm")
+            if shm_rows is not None:
+                shm_point = point_from_perf_row("paired shm", shm_rows[-1], 0)
+                result["served_shm_p50_ms"] = shm_point.p50_ms
+                result["served_shm_avg_ms"] = shm_point.avg_ms
+                message += (
+                    f", + system shm p50 {shm_point.p50_ms:.1f} ms "
+                    f"({shm_point.p50_ms / local.p50_ms:.2f}x)"
+                )
         rec.paired.append(result)
         print(message, flush=True)
 
@@ -353,7 +374,10 @@ def throughput_rounds(
             shared_memory="system" if args.shared_memory else "none",
             output_shared_memory_size=OUTPUT_SHM_BYTES if args.shared_memory else 0,
         )
-        rows = run_stable(rec, spec, out / "logs" / f"throughput_round{round_no}.log", "paired")
+        log = out / "logs" / f"throughput_round{round_no}.log"
+        rows = try_run_stable(rec, spec, log, "throughput round")
+        if rows is None:
+            continue
         served_point = point_from_perf_row("paired served", rows[-1], 0)
         rec.throughput_paired.append(
             {
