@@ -98,6 +98,16 @@ def throughput_table(rounds: Sequence[dict[str, float]]) -> list[str]:
     return rows
 
 
+def latency_verdict(ratio: float) -> str:
+    """Issue 5's concurrency-1 rule: served / in-process at most LATENCY_TARGET."""
+    return "met" if ratio <= LATENCY_TARGET else "NOT met"
+
+
+def throughput_verdict(ratio: float) -> str:
+    """Issue 5's throughput rule: served / naive PyTorch at least THROUGHPUT_TARGET."""
+    return "met" if ratio >= THROUGHPUT_TARGET else "NOT met"
+
+
 def target_lines(
     series: Sequence[Point],
     paired: Sequence[dict[str, float]] = (),
@@ -107,7 +117,7 @@ def target_lines(
     served, local = _at(series, SERVED_GRPC, 1), _at(series, INPROCESS, 1)
     ratio_paired = paired_ratio(paired)
     if ratio_paired is not None:
-        verdict = "met" if ratio_paired <= LATENCY_TARGET else "NOT met"
+        verdict = latency_verdict(ratio_paired)
         lines.append(
             f"- Latency at concurrency 1, served gRPC / in-process (p50), median of "
             f"{len(paired)} alternating rounds: **{ratio_paired:.2f}x** (target <= "
@@ -115,7 +125,7 @@ def target_lines(
         )
         ratio_shm = paired_ratio(paired, "served_shm_p50_ms")
         if ratio_shm is not None:
-            verdict = "met" if ratio_shm <= LATENCY_TARGET else "NOT met"
+            verdict = latency_verdict(ratio_shm)
             lines.append(
                 f"- Latency at concurrency 1, served gRPC + system shared memory (a same-host "
                 f"client, as the in-process pipeline is) / in-process (p50), the same rounds: "
@@ -123,7 +133,7 @@ def target_lines(
             )
     elif served and local:
         ratio = served.p50_ms / local.p50_ms
-        verdict = "met" if ratio <= LATENCY_TARGET else "NOT met"
+        verdict = latency_verdict(ratio)
         lines.append(
             f"- Latency at concurrency 1, served gRPC / in-process (p50): "
             f"{served.p50_ms:.1f} / {local.p50_ms:.1f} ms = **{ratio:.2f}x** "
@@ -133,7 +143,7 @@ def target_lines(
     top, naive = best(series, "served gesture_ensemble"), _at(series, NAIVE, 1)
     ratio_rounds = throughput_ratio(throughput_paired)
     if ratio_rounds is not None:
-        verdict = "met" if ratio_rounds >= THROUGHPUT_TARGET else "NOT met"
+        verdict = throughput_verdict(ratio_rounds)
         lines.append(
             f"- Throughput, {throughput_paired[0].get('series', 'served gesture_ensemble gRPC')}"
             f" (concurrency {throughput_paired[0]['concurrency']}, the best of its series) / "
@@ -143,7 +153,7 @@ def target_lines(
         )
     if top and naive:
         ratio = top.throughput / naive.throughput
-        verdict = "met" if ratio >= THROUGHPUT_TARGET else "NOT met"
+        verdict = throughput_verdict(ratio)
         lines.append(
             f"- Throughput, best served ({top.series}, concurrency {top.concurrency}) / naive "
             f"PyTorch: {top.throughput:.1f} / {naive.throughput:.1f} photos/s = "
