@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import urllib.request
 from dataclasses import dataclass
 
-from gesture_recognition.serving.python_model import RUNS_METRIC
+from gesture_recognition.serving.python_model import RUNS_FLUSH_INTERVAL_S, RUNS_METRIC
+
+# The stubs send their run counts every RUNS_FLUSH_INTERVAL_S: two periods cover a send that
+# was under way when the load stopped.
+RUNS_SETTLE_S = 2 * RUNS_FLUSH_INTERVAL_S
 
 PHASES = ("queue", "compute_input", "compute_infer", "compute_output")
 
@@ -80,9 +85,13 @@ def difference(before: Snapshot, after: Snapshot) -> list[ModelTime]:
 WIDTHS = ("wide", "narrow")
 
 
-def run_widths(metrics_url: str, timeout_s: float = 10.0) -> dict[str, float]:
+def run_widths(
+    metrics_url: str, timeout_s: float = 10.0, settle_s: float = RUNS_SETTLE_S
+) -> dict[str, float]:
     """``gesture_ort_runs_total`` from Triton's ``/metrics``, summed over models and instances
-    by width (the thread gate's choice; empty counts where the models are not gated)."""
+    by width (the thread gate's choice; empty counts where the models are not gated). Waits
+    ``settle_s`` first, so the runs of requests already answered are all counted."""
+    time.sleep(settle_s)
     with urllib.request.urlopen(metrics_url, timeout=timeout_s) as reply:
         return parse_run_widths(reply.read().decode())
 

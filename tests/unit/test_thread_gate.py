@@ -10,6 +10,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -165,10 +166,11 @@ def test_the_model_parameter_switches_the_gate(tmp_path: Path) -> None:
 
 class _FakeMetric:
     def __init__(self, labels: dict[str, str]):
-        self.labels, self.value = labels, 0
+        self.labels, self.value, self.calls = labels, 0, 0
 
     def increment(self, by: int) -> None:
         self.value += by
+        self.calls += 1
 
 
 class _FakeFamily:
@@ -182,16 +184,44 @@ class _FakeFamily:
         return self.metrics[-1]
 
 
+def _counted(family: _FakeFamily) -> dict[str, int]:
+    return {m.labels["width"]: m.value for m in family.metrics}
+
+
 def test_run_width_metrics_count_per_model_instance_and_width(tmp_path: Path) -> None:
     pb_utils = SimpleNamespace(MetricFamily=_FakeFamily)
-    metrics = pm.RunWidthMetrics(pb_utils, _args(tmp_path, "1"))  # type: ignore[arg-type]
+    # A flush interval no test waits for: only flush() and close() send counts here.
+    metrics = pm.RunWidthMetrics(pb_utils, _args(tmp_path, "1"), flush_interval_s=3600)  # type: ignore[arg-type]
+    family = metrics.family
     metrics("narrow")
     metrics("narrow")
     metrics("wide")
-    counted = {m.labels["width"]: m.value for m in metrics.family.metrics}
-    assert counted == {"wide": 1, "narrow": 2}
-    assert metrics.family.name == pm.RUNS_METRIC and metrics.family.kind == "counter"
-    assert {m.labels["instance"] for m in metrics.family.metrics} == {"hand_detector_0_1"}
+    # Counted in the stub, not sent per run: an increment is a round trip to the server.
+    assert _counted(family) == {"wide": 0, "narrow": 0}
+    metrics.flush()
+    assert _counted(family) == {"wide": 1, "narrow": 2}
+    assert [m.calls for m in family.metrics] == [1, 1]  # one send per width, not per run
+    metrics.flush()  # nothing new: nothing sent
+    assert [m.calls for m in family.metrics] == [1, 1]
+    assert family.name == pm.RUNS_METRIC and family.kind == "counter"
+    assert {m.labels["instance"] for m in family.metrics} == {"hand_detector_0_1"}
+    metrics("wide")
+    metrics.close()  # the last runs are sent when the model unloads
+    assert _counted(family) == {"wide": 2, "narrow": 2}
+    assert not metrics._flusher.is_alive()
+
+
+def test_run_width_metrics_are_sent_in_the_background(tmp_path: Path) -> None:
+    pb_utils = SimpleNamespace(MetricFamily=_FakeFamily)
+    metrics = pm.RunWidthMetrics(pb_utils, _args(tmp_path, "1"), flush_interval_s=0.01)  # type: ignore[arg-type]
+    family = metrics.family
+    for _ in range(5):
+        metrics("wide")
+    deadline = time.monotonic() + 10
+    while _counted(family)["wide"] < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert _counted(family) == {"wide": 5, "narrow": 0}
+    metrics.close()
 
 
 def test_serving_goes_on_without_metrics(tmp_path: Path) -> None:
@@ -228,4 +258,6 @@ def test_gated_runner_reads_threads_gate_and_metrics_from_the_config(
     assert metrics is not None and runner.runner.gate is not None
     assert runner.runner.gate.path == gate_path(tmp_path / "repo")
     runner(np.zeros((1, 3, 224, 224), dtype=np.float32))
-    assert {m.labels["width"]: m.value for m in metrics.family.metrics}["wide"] == 1
+    family = metrics.family
+    metrics.close()
+    assert _counted(family)["wide"] == 1

@@ -7,6 +7,7 @@ rather than imported here (this module stays importable, and testable, anywhere)
 from __future__ import annotations
 
 import json
+import threading
 import traceback
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -56,14 +57,25 @@ def thread_gate(args: Mapping[str, str]) -> ThreadGate | None:
 
 
 RUNS_METRIC = "gesture_ort_runs_total"
+# How often the run counts reach Triton. Each increment() is a round trip from the stub to the
+# server process; after an idle gap it costs ~0.15 ms (0.02 ms back to back), measured in a
+# stub on the 2-core host. Counting in the stub and sending the sums from a background thread
+# keeps those round trips off every request's path. Readers of /metrics wait this long.
+RUNS_FLUSH_INTERVAL_S = 0.25
 
 
 class RunWidthMetrics:
     """Triton custom metric ``gesture_ort_runs_total{model, instance, width}``: how many ONNX
     Runtime runs took the wide (all threads) or the narrow (one thread) session, so the thread
-    gate's effect under load is visible on ``/metrics``."""
+    gate's effect under load is visible on ``/metrics``. Runs are counted in the stub and sent
+    every ``RUNS_FLUSH_INTERVAL_S`` (and on ``close``), so ``/metrics`` lags by at most that."""
 
-    def __init__(self, pb_utils: ModuleType, args: Mapping[str, str]):
+    def __init__(
+        self,
+        pb_utils: ModuleType,
+        args: Mapping[str, str],
+        flush_interval_s: float = RUNS_FLUSH_INTERVAL_S,
+    ):
         # The family must outlive its metrics (the stub refuses the other order): both are kept.
         self.family = pb_utils.MetricFamily(
             name=RUNS_METRIC,
@@ -75,11 +87,36 @@ class RunWidthMetrics:
             width: self.family.Metric(labels={**labels, "width": width})
             for width in ("wide", "narrow")
         }
+        self._pending = dict.fromkeys(self.metrics, 0)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._flusher = threading.Thread(
+            target=self._flush_every,
+            args=(flush_interval_s,),
+            name="run-width-metrics",
+            daemon=True,
+        )
+        self._flusher.start()
 
     def __call__(self, width: str) -> None:
-        self.metrics[width].increment(1)
+        with self._lock:
+            self._pending[width] += 1
+
+    def flush(self) -> None:
+        with self._lock:
+            counts, self._pending = self._pending, dict.fromkeys(self._pending, 0)
+        for width, count in counts.items():
+            if count:
+                self.metrics[width].increment(count)
+
+    def _flush_every(self, interval_s: float) -> None:
+        while not self._stop.wait(interval_s):
+            self.flush()
 
     def close(self) -> None:
+        self._stop.set()
+        self._flusher.join()
+        self.flush()
         self.metrics.clear()
         del self.family
 
