@@ -20,6 +20,7 @@ import re
 import shlex
 import sys
 import tempfile
+import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -27,10 +28,12 @@ from pathlib import Path
 from gesture_recognition.artifacts import shipped_models_dir
 from gesture_recognition.paths import shown_path
 from gesture_recognition.pipeline import GesturePipeline
+from gesture_recognition.runtime import CPU_PROVIDER
 from gesture_recognition.serving.launcher import ServerError, TritonServer
 from gesture_recognition.serving.repository import (
     ENSEMBLE,
     ENSEMBLE_BYTES,
+    FLAVOURS,
     ServingOptions,
     build_repository,
     instance_counts,
@@ -92,6 +95,22 @@ def variant(text: str) -> tuple[str, dict[str, int]]:
     return name, overrides
 
 
+def external_server(text: str) -> ExternalServer:
+    """``HOST`` or ``HOST:HTTP,GRPC,METRICS`` (ports)."""
+    host, sep, ports = text.rpartition(":") if "," in text else (text, "", "")
+    if not host:
+        raise argparse.ArgumentTypeError(f"no host in {text!r}")
+    if not sep:
+        return ExternalServer(host)
+    try:
+        http, grpc, metrics = (int(p) for p in ports.split(","))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: ports must be three integers, HOST:HTTP,GRPC,METRICS"
+        ) from exc
+    return ExternalServer(host, http, grpc, metrics)
+
+
 def serving_options(overrides: dict[str, int]) -> ServingOptions:
     try:
         return replace(ServingOptions(), **overrides)  # type: ignore[arg-type]
@@ -127,6 +146,49 @@ def served(repository: Path, work: Path) -> Iterator[TritonServer]:
         yield server
 
 
+@dataclass(frozen=True)
+class ExternalServer:
+    """A Triton that was started elsewhere: the NGC container on a GPU host (``docker compose
+    --profile gpu up`` or ``--profile tensorrt``), or ``gesture-serve``. Triton's default
+    ports unless told otherwise."""
+
+    host: str
+    http_port: int = 8000
+    grpc_port: int = 8001
+    metrics_port: int = 8002
+
+    @property
+    def grpc_url(self) -> str:
+        return f"{self.host}:{self.grpc_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"{self.host}:{self.http_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{self.host}:{self.metrics_port}/metrics"
+
+
+def check_external(server: ExternalServer, models: Sequence[str], timeout_s: float = 10.0) -> None:
+    """The server answers and every model of the flavour is ready, or a :class:`ServerError`
+    naming what is missing (a wrong ``--flavour`` shows here, not as perf_analyzer noise)."""
+    url = f"http://{server.http_url}/v2/repository/index"
+    request = urllib.request.Request(url, data=b"{}", method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as reply:
+            index = json.load(reply)
+    except (OSError, ValueError) as exc:
+        raise ServerError(f"no Triton answers at {server.http_url}: {exc}") from exc
+    ready = {entry["name"] for entry in index if entry.get("state") == "READY"}
+    missing = [m for m in models if m not in ready]
+    if missing:
+        raise ServerError(
+            f"the server at {server.http_url} has no ready {', '.join(missing)} "
+            f"(ready: {', '.join(sorted(ready)) or 'none'}); is --flavour right?"
+        )
+
+
 def concurrencies(span: tuple[int, int, int]) -> list[int]:
     start, end, step = span
     return list(range(start, end + 1, step))
@@ -134,7 +196,7 @@ def concurrencies(span: tuple[int, int, int]) -> list[int]:
 
 def perf_series(
     rec: Recorder,
-    server: TritonServer,
+    server: TritonServer | ExternalServer,
     label: str,
     model: str,
     protocol: str,
@@ -179,7 +241,7 @@ def perf_series(
         shown = replace(
             spec,
             concurrency=span,
-            url="localhost:8001" if protocol == "grpc" else "localhost:8000",
+            url=_shown_url(server, protocol),
             csv_path=Path("csv") / f"{slug}.csv",
             input_data=Path("inputs") / input_json.name,
         )
@@ -217,11 +279,23 @@ def try_run_stable(
         return None
 
 
+def _shown_url(server: TritonServer | ExternalServer, protocol: str) -> str:
+    """A started server's free ports mean nothing later: its report shows Triton's defaults
+    (what ``gesture-serve`` uses); an external server is shown as it was reached."""
+    if isinstance(server, ExternalServer):
+        return server.grpc_url if protocol == "grpc" else server.http_url
+    return "localhost:8001" if protocol == "grpc" else "localhost:8000"
+
+
 def trace(
-    models_dir: Path, photos_dir: Path, limit: int, opts: ServingOptions
+    models_dir: Path,
+    photos_dir: Path,
+    limit: int,
+    opts: ServingOptions,
+    providers: Sequence[str] = (CPU_PROVIDER,),
 ) -> tuple[GesturePipeline, list[PhotoTensors]]:
     pipeline = GesturePipeline.from_dir(
-        models_dir, threads=opts.ort_threads or None, max_hands=opts.max_hands
+        models_dir, threads=opts.ort_threads or None, providers=providers, max_hands=opts.max_hands
     )
     photos = [trace_photo(pipeline, p, opts.max_hands) for p in find_photos(photos_dir, limit)]
     return pipeline, photos
@@ -242,7 +316,7 @@ def run_inprocess(
 def paired_rounds(
     rec: Recorder,
     args: argparse.Namespace,
-    server: TritonServer,
+    server: TritonServer | ExternalServer,
     pipeline: GesturePipeline,
     photos: Sequence[PhotoTensors],
     input_json: Path,
@@ -319,6 +393,7 @@ def load_naive(rec: Recorder, args: argparse.Namespace, opts: ServingOptions):
             spec.imgsz,
             spec.conf_threshold,
             opts.max_hands,
+            args.naive_device,
         )
     except FileNotFoundError as exc:
         rec.notes.append(f"Naive PyTorch baseline skipped: {exc}.")
@@ -333,14 +408,15 @@ def run_naive(
     )
     rec.commands[rp.NAIVE] = (
         f"in-process: ultralytics YOLO({_display(args.naive_detector)}).predict + timm eager "
-        f"from {_display(args.naive_classifier)}, one crop at a time, {args.naive_requests} photos"
+        f"from {_display(args.naive_classifier)}, one crop at a time, "
+        f"{args.naive_requests} photos, device {args.naive_device}"
     )
 
 
 def throughput_rounds(
     rec: Recorder,
     args: argparse.Namespace,
-    server: TritonServer,
+    server: TritonServer | ExternalServer,
     naive,
     photos: Sequence[PhotoTensors],
     input_json: Path,
@@ -413,10 +489,15 @@ def run_served(
     models = models_dir or args.models_dir
     span = span or args.concurrency
     count = request_count or args.request_count
-    configs = model_configs("cpu", read_specs(models), opts)
+    configs = model_configs(args.flavour, read_specs(models), opts)
     inputs = write_input_data(configs, photos, work / f"inputs_{label_prefix.replace(' ', '_')}")
-    repository = build_repository("cpu", models, work / "model_repository", opts)
-    with served(repository, work) as server:
+    if args.server is not None:
+        check_external(args.server, list(configs))
+        context: contextlib.AbstractContextManager = contextlib.nullcontext(args.server)
+    else:
+        repository = build_repository("cpu", models, work / "model_repository", opts)
+        context = served(repository, work)
+    with context as server:
         for protocol in args.protocols:
             name = "gRPC" if protocol == "grpc" else "HTTP"
             perf_series(
@@ -577,6 +658,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="alternating naive PyTorch / served (best concurrency) rounds for the throughput "
         "ratio (0: compare the two series as measured)",
     )
+    run.add_argument(
+        "--naive-device", default="cpu", help="torch device of the naive baseline (cuda:0 on GPU)"
+    )
+    run.add_argument(
+        "--server",
+        type=external_server,
+        default=None,
+        metavar="HOST[:HTTP,GRPC,METRICS]",
+        help="measure a Triton started elsewhere (the NGC container on a GPU host) instead of "
+        "starting the local cpu-flavour one; Triton's ports 8000,8001,8002 unless given",
+    )
+    run.add_argument(
+        "--flavour",
+        choices=FLAVOURS,
+        default="cpu",
+        help="the repository flavour the --server serves (its models and their inputs)",
+    )
+    run.add_argument(
+        "--providers",
+        type=lambda t: [p for p in t.split(",") if p],
+        default=[CPU_PROVIDER],
+        help="ONNX Runtime providers of the in-process baseline, e.g. "
+        "CUDAExecutionProvider,CPUExecutionProvider (needs onnxruntime-gpu)",
+    )
     run.add_argument("--original", action="store_true", help="also the 2021 configuration")
     run.add_argument(
         "--original-models", type=Path, default=REPO / "build" / "bench" / "original_models"
@@ -650,7 +755,13 @@ def cmd_run(args: argparse.Namespace, work: Path) -> int:
     opts = serving_options(dict(args.overrides))
     rec = Recorder(notes=list(args.note))
     print(f"== tracing {args.limit} photos from {args.photos}", flush=True)
-    pipeline, photos = trace(args.models_dir, args.photos, args.limit, opts)
+    pipeline, photos = trace(args.models_dir, args.photos, args.limit, opts, args.providers)
+    if args.server is not None:
+        rec.notes.append(
+            f"Served by an external Triton at {args.server.http_url} ({args.flavour} flavour "
+            f"repository, started outside this run); in-process baseline on ONNX Runtime "
+            f"{', '.join(args.providers)}; naive PyTorch on {args.naive_device}."
+        )
     if not args.quick:
         print("== in-process baseline", flush=True)
         run_inprocess(rec, pipeline, photos, args.concurrency, args.request_count * 2)
@@ -664,7 +775,12 @@ def cmd_run(args: argparse.Namespace, work: Path) -> int:
         print("== naive PyTorch baseline", flush=True)
         run_naive(rec, args, photos, naive)
     del naive
-    if args.original:
+    if args.original and args.server is not None:
+        rec.notes.append(
+            "The original 2021 configuration was not measured: it needs its own repository, "
+            "and this run used an external server."
+        )
+    elif args.original:
         print("== original 2021 configuration", flush=True)
         run_original(rec, args, work, args.out)
     title = "Load test: served pipeline vs baselines"
@@ -708,8 +824,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if rest[:1] == ["--"]:
             rest = rest[1:]
         return pa.passthrough(rest)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     args.argv = argv
+    if getattr(args, "server", None) is None and getattr(args, "flavour", "cpu") != "cpu":
+        parser.error("--flavour other than cpu needs --server: this host serves the cpu flavour")
     if args.command == "report":
         print(rp.write_report(args.out))
         return EXIT_OK

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import subprocess
 from importlib import metadata
 from pathlib import Path
 
 PACKAGES = (
     "onnxruntime",
+    "onnxruntime-gpu",
     "numpy",
     "nvidia-pytriton",
     "tritonclient",
@@ -63,11 +65,31 @@ def git_commit(repo: Path) -> str:
         return "unknown"
 
 
+def gpus() -> list[str]:
+    """``name, driver, memory`` per GPU from nvidia-smi; none on hosts without it."""
+    tool = shutil.which("nvidia-smi")
+    if tool is None:
+        return []
+    query = "--query-gpu=name,driver_version,memory.total"
+    try:
+        text = subprocess.run(
+            [tool, query, "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=30,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
 def describe(repo: Path) -> dict[str, object]:
     return {
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "memory_gib": round(memory_gib(), 1),
+        "gpus": gpus(),
         "os": platform.platform(),
         "python": platform.python_version(),
         "packages": package_versions(),

@@ -25,14 +25,23 @@ class NaiveTorchPipeline:
         imgsz: int,
         conf: float,
         max_hands: int = DEFAULT_MAX_HANDS,
+        device: str = "cpu",
     ):
         self.detector, self.classifier, self.spec = detector, classifier, spec
         self.imgsz, self.conf, self.max_hands = imgsz, conf, max_hands
+        self.device = device
 
     @classmethod
     def from_checkpoints(
-        cls, detector_pt: Path, classifier_ckpt: Path, imgsz: int, conf: float, max_hands: int
+        cls,
+        detector_pt: Path,
+        classifier_ckpt: Path,
+        imgsz: int,
+        conf: float,
+        max_hands: int,
+        device: str = "cpu",
     ) -> NaiveTorchPipeline:
+        """The two checkpoints on ``device`` (``cpu``, ``cuda:0``, ...)."""
         from gesture_recognition.training.classifier import load_trained_classifier
         from gesture_recognition.training.offline import configure_offline
 
@@ -42,14 +51,14 @@ class NaiveTorchPipeline:
         if not detector_pt.is_file():
             raise FileNotFoundError(f"detector checkpoint not found: {detector_pt}")
         model, spec = load_trained_classifier(classifier_ckpt)
-        return cls(YOLO(str(detector_pt)), model, spec, imgsz, conf, max_hands)
+        return cls(YOLO(str(detector_pt)), model.to(device), spec, imgsz, conf, max_hands, device)
 
     def __call__(self, image: NDArray[np.uint8]) -> str:
         import torch
 
         # ultralytics takes numpy images as OpenCV BGR.
         result = self.detector.predict(  # type: ignore[attr-defined]
-            image[..., ::-1], imgsz=self.imgsz, conf=self.conf, verbose=False
+            image[..., ::-1], imgsz=self.imgsz, conf=self.conf, device=self.device, verbose=False
         )[0]
         boxes = result.boxes.xyxy.cpu().numpy().astype(np.float32)
         scores = result.boxes.conf.cpu().numpy().astype(np.float32)
@@ -58,7 +67,8 @@ class NaiveTorchPipeline:
         with torch.no_grad():
             for crop in hand_crops(image, boxes, self.spec.crop) if len(boxes) else []:
                 x = crops_to_batch([crop], self.spec.input_size, self.spec.mean, self.spec.std)
-                logits = self.classifier(torch.from_numpy(x))  # type: ignore[operator]
-                probs.append(torch.softmax(logits, dim=1)[0].numpy())
+                logits = self.classifier(torch.from_numpy(x).to(self.device))  # type: ignore[operator]
+                # .cpu() waits for the GPU: each photo's time includes its whole work.
+                probs.append(torch.softmax(logits, dim=1)[0].cpu().numpy())
         table = np.stack(probs) if probs else np.zeros((0, self.spec.label_map.num_classes))
         return decide(table.astype(np.float32), self.spec.label_map).gesture

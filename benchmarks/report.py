@@ -249,6 +249,7 @@ def write_report(out_dir: Path) -> Path:
         "",
         f"- CPU: {host['cpu']}, {host['cores']} cores; memory {host['memory_gib']} GiB; "
         f"{host['os']}; Python {host['python']}",
+        *(f"- GPU: {gpu}" for gpu in host.get("gpus") or ["none"]),
         "- " + ", ".join(f"{k} {v}" for k, v in host["packages"].items()),
         f"- Photos: {results['photos']['count']} from `{results['photos']['folder']}` "
         f"({results['photos']['hands']} hands in all by the in-process pipeline); every series "

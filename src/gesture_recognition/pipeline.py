@@ -6,6 +6,7 @@ the same ONNX files with the same pre- and post-processing functions as the serv
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from gesture_recognition.detections import decode_detections
 from gesture_recognition.hands import DEFAULT_MAX_HANDS, prepare_hands
 from gesture_recognition.images import DEFAULT_MAX_PIXELS, check_image_array, decode_image
 from gesture_recognition.letterbox import letterbox, to_detector_tensor
-from gesture_recognition.runtime import ClassifierRunner, DetectorRunner
+from gesture_recognition.runtime import CPU_PROVIDER, ClassifierRunner, DetectorRunner
 
 
 @dataclass(frozen=True)
@@ -75,10 +76,13 @@ def detect_hands(
 
 
 def load_detector(
-    models_dir: str | Path | None = None, threads: int | None = None
+    models_dir: str | Path | None = None,
+    threads: int | None = None,
+    providers: Sequence[str] = (CPU_PROVIDER,),
 ) -> DetectorRunner:
     root = Path(models_dir) if models_dir is not None else shipped_models_dir()
-    return DetectorRunner(root / DETECTOR_ONNX, read_detector_spec(root / DETECTOR_JSON), threads)
+    spec = read_detector_spec(root / DETECTOR_JSON)
+    return DetectorRunner(root / DETECTOR_ONNX, spec, threads, providers=providers)
 
 
 class GesturePipeline:
@@ -98,12 +102,21 @@ class GesturePipeline:
 
     @classmethod
     def from_dir(
-        cls, models_dir: str | Path | None = None, threads: int | None = None, **kwargs: int
+        cls,
+        models_dir: str | Path | None = None,
+        threads: int | None = None,
+        providers: Sequence[str] = (CPU_PROVIDER,),
+        **kwargs: int,
     ) -> GesturePipeline:
+        """The pipeline on a models folder; ``providers`` picks ONNX Runtime's execution
+        providers (``CUDAExecutionProvider`` needs onnxruntime-gpu)."""
         root = Path(models_dir) if models_dir is not None else shipped_models_dir()
-        detector = load_detector(root, threads)
+        detector = load_detector(root, threads, providers)
         classifier = ClassifierRunner(
-            root / CLASSIFIER_ONNX, read_classifier_spec(root / CLASSIFIER_JSON), threads
+            root / CLASSIFIER_ONNX,
+            read_classifier_spec(root / CLASSIFIER_JSON),
+            threads,
+            providers=providers,
         )
         return cls(detector, classifier, **kwargs)
 

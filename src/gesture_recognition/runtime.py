@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Generic, TypeVar
 
@@ -19,16 +19,32 @@ from numpy.typing import NDArray
 from gesture_recognition.artifacts import ClassifierSpec, DetectorSpec
 from gesture_recognition.thread_gate import ThreadGate
 
+CPU_PROVIDER = "CPUExecutionProvider"
 
-def make_session(path: str | Path, threads: int | None = None) -> ort.InferenceSession:
-    """An ORT CPU session with thread spinning off.
+
+def make_session(
+    path: str | Path, threads: int | None = None, providers: Sequence[str] = (CPU_PROVIDER,)
+) -> ort.InferenceSession:
+    """An ORT session, on the CPU with thread spinning off unless ``providers`` name others.
 
     Spinning idle threads of one session starve the other model's session on a 2-core host
     (measured: 40 ms vs 19 ms per photo for detector + classifier), see
-    ../shared/notes/measurements.md.
+    ../shared/notes/measurements.md. Other providers (``CUDAExecutionProvider`` with
+    onnxruntime-gpu, for the in-process baseline of a GPU benchmark) must really be the one
+    that runs: ORT would otherwise fall back to the CPU quietly and mislabel every number.
     """
     if not Path(path).is_file():
         raise FileNotFoundError(f"ONNX model not found: {path}")
+    providers = list(providers)
+    if not providers:
+        raise ValueError("no ONNX Runtime execution provider given")
+    available = ort.get_available_providers()
+    missing = [p for p in providers if p not in available]
+    if missing:
+        raise RuntimeError(
+            f"this onnxruntime has no {', '.join(missing)} (available: {', '.join(available)}); "
+            "GPU providers need onnxruntime-gpu and a GPU"
+        )
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     n = threads if threads is not None else _env_threads()
@@ -37,7 +53,13 @@ def make_session(path: str | Path, threads: int | None = None) -> ort.InferenceS
     options.inter_op_num_threads = 1
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(path), options, providers=providers)
+    if session.get_providers()[0] != providers[0]:
+        raise RuntimeError(
+            f"ONNX Runtime could not start {providers[0]} for {Path(path).name} "
+            f"(it runs on {session.get_providers()[0]}); see its log for why"
+        )
+    return session
 
 
 class GatedSession:
@@ -50,12 +72,15 @@ class GatedSession:
         threads: int | None = None,
         gate: ThreadGate | None = None,
         on_run: Callable[[str], None] | None = None,
+        providers: Sequence[str] = (CPU_PROVIDER,),
     ):
-        self.wide = make_session(onnx_path, threads)
+        self.wide = make_session(onnx_path, threads, providers)
         self.on_run = on_run
         wide_threads = threads if threads is not None else _env_threads()
-        # A gate over two one-thread sessions would only cost a second copy of the weights.
-        self.gate = gate if wide_threads != 1 else None
+        # A gate over two one-thread sessions would only cost a second copy of the weights;
+        # and the gate shares CPU cores, nothing to share when a GPU runs the network.
+        on_cpu = providers[0] == CPU_PROVIDER
+        self.gate = gate if wide_threads != 1 and on_cpu else None
         self.narrow = make_session(onnx_path, 1) if self.gate is not None else self.wide
         self.runs = {"wide": 0, "narrow": 0}
 
@@ -86,9 +111,10 @@ class _SpecRunner(Generic[SpecT]):
         threads: int | None = None,
         gate: ThreadGate | None = None,
         on_run: Callable[[str], None] | None = None,
+        providers: Sequence[str] = (CPU_PROVIDER,),
     ):
         self.spec = spec
-        self.runner = GatedSession(onnx_path, threads, gate, on_run)
+        self.runner = GatedSession(onnx_path, threads, gate, on_run, providers)
 
     def _run(self, batch: NDArray[np.float32]) -> NDArray[np.float32]:
         return self.runner.run(self.spec.output_name, {self.spec.input_name: batch})

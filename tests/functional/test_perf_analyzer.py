@@ -126,3 +126,71 @@ def test_gesture_bench_quick_run_writes_a_report(tmp_path: Path, repo_root: Path
     assert "## Where the served time goes" in text
     assert (out / "throughput_latency_p50.png").is_file()
     assert str(tmp_path) not in text  # no machine paths in the report
+
+
+def _external(server: RunningServer) -> str:
+    """``--server`` for the fixture's server: host and its three ports."""
+    host, http = server.http_url.rsplit(":", 1)
+    grpc = server.grpc_url.rsplit(":", 1)[1]
+    metrics = server.metrics_url.rsplit(":", 1)[1].split("/")[0]
+    return f"{host}:{http},{grpc},{metrics}"
+
+
+def test_gesture_bench_measures_an_external_server(
+    triton_server: RunningServer, tmp_path: Path
+) -> None:
+    """``--server``: the way a GPU host's NGC Triton is measured, here against the live one."""
+    out = tmp_path / "report"
+    code = bench_main(
+        [
+            "run",
+            "--quick",
+            "--server",
+            _external(triton_server),
+            "--models-dir",
+            str(triton_server.models_dir),
+            "--set",
+            f"max_hands={triton_server.max_hands}",
+            "--limit",
+            "2",
+            "--concurrency",
+            "1",
+            "--request-count",
+            "4",
+            "--protocols",
+            "grpc",
+            "--paired-rounds",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    text = (out / "REPORT.md").read_text()
+    assert "| served gesture_ensemble gRPC | 1 |" in text
+    assert "Served by an external Triton" in text
+    # The commands name the server that was measured, not a started one's default ports.
+    assert f"-u {triton_server.grpc_url}" in text
+
+
+def test_gesture_bench_refuses_a_server_of_another_flavour(
+    triton_server: RunningServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = bench_main(
+        [
+            "run",
+            "--quick",
+            "--server",
+            _external(triton_server),
+            "--flavour",
+            "onnxruntime",
+            "--models-dir",
+            str(triton_server.models_dir),
+            "--limit",
+            "1",
+            "--out",
+            str(tmp_path / "report"),
+        ]
+    )
+    assert code == 3
+    assert "no ready hand_preprocess" in capsys.readouterr().err

@@ -15,7 +15,14 @@ import pytest
 from gesture_recognition.benchmarks import perf_analyzer as pa
 from gesture_recognition.benchmarks import report as rp
 from gesture_recognition.benchmarks import server_stats
-from gesture_recognition.benchmarks.cli import concurrency_range, option_override, variant
+from gesture_recognition.benchmarks.cli import (
+    ExternalServer,
+    concurrency_range,
+    external_server,
+    option_override,
+    variant,
+)
+from gesture_recognition.benchmarks.cli import main as bench_main
 from gesture_recognition.benchmarks.inputs import (
     bytes_entry,
     decode_bytes_entry,
@@ -71,6 +78,46 @@ def test_option_overrides_name_real_serving_options() -> None:
     for bad in ("no_such_option=1", "queue_delay_us", "ort_threads=two"):
         with pytest.raises(argparse.ArgumentTypeError):
             option_override(bad)
+
+
+def test_external_server_forms() -> None:
+    assert external_server("gpu-host") == ExternalServer("gpu-host", 8000, 8001, 8002)
+    server = external_server("10.0.0.5:9000,9001,9002")
+    assert server == ExternalServer("10.0.0.5", 9000, 9001, 9002)
+    assert server.grpc_url == "10.0.0.5:9001" and server.http_url == "10.0.0.5:9000"
+    assert server.metrics_url == "http://10.0.0.5:9002/metrics"
+    for bad in (":8000,8001,8002", "host:8000,8001", "host:a,b,c"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            external_server(bad)
+
+
+def test_a_native_flavour_needs_an_external_server(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        bench_main(["run", "--flavour", "tensorrt"])
+    assert exit_info.value.code == 2
+    assert "needs --server" in capsys.readouterr().err
+
+
+def test_an_unreachable_external_server_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gesture_recognition.serving.launcher import free_port
+
+    port = free_port("127.0.0.1")
+    code = bench_main(
+        [
+            "run",
+            "--quick",
+            "--limit",
+            "1",
+            "--server",
+            f"127.0.0.1:{port},{port},{port}",
+            "--out",
+            str(tmp_path / "r"),
+        ]
+    )
+    assert code == 3
+    assert f"no Triton answers at 127.0.0.1:{port}" in capsys.readouterr().err
 
 
 def test_perf_run_command_uses_count_windows(tmp_path: Path) -> None:
@@ -371,6 +418,18 @@ def test_report_judges_targets_from_the_numbers(
     assert f"{best / naive:.2f}x** (target >= 3.0x: {throughput})" in text
     assert "| hand_detector | 3 |" in text
     assert (tmp_path / "throughput_latency_p50.png").stat().st_size > 1000
+
+
+def test_report_names_the_gpus_it_ran_on(tmp_path: Path) -> None:
+    results = _results(27.0, 45.0, 12.0)
+    (tmp_path / rp.RESULTS_JSON).write_text(json.dumps(results))
+    assert "- GPU: none" in rp.write_report(tmp_path).read_text()
+    results["host"]["gpus"] = ["NVIDIA H100 80GB HBM3, 550.54.15, 81559 MiB"]
+    (tmp_path / rp.RESULTS_JSON).write_text(json.dumps(results))
+    assert (
+        "- GPU: NVIDIA H100 80GB HBM3, 550.54.15, 81559 MiB"
+        in rp.write_report(tmp_path).read_text()
+    )
 
 
 def test_original_detector_definition_builds_offline(tmp_path: Path) -> None:

@@ -261,3 +261,15 @@ def test_gated_runner_reads_threads_gate_and_metrics_from_the_config(
     family = metrics.family
     metrics.close()
     assert _counted(family)["wide"] == 1
+
+
+def test_a_provider_this_onnxruntime_lacks_is_refused(classifier_files: tuple[Path, Path]) -> None:
+    """A GPU benchmark's in-process baseline must not fall back to the CPU quietly."""
+    from gesture_recognition.runtime import make_session
+
+    onnx, _ = classifier_files
+    with pytest.raises(RuntimeError, match="no NoSuchExecutionProvider"):
+        make_session(onnx, providers=["NoSuchExecutionProvider"])
+    with pytest.raises(ValueError, match="no ONNX Runtime execution provider"):
+        make_session(onnx, providers=[])
+    assert make_session(onnx).get_providers() == ["CPUExecutionProvider"]
