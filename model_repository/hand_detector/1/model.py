@@ -1,8 +1,9 @@
 """Triton Python model ``hand_detector`` (cpu flavour): IMAGE -> output0 [1, D, 6], LETTERBOX [3].
 
-Letterboxes the photo onto the detector's square input and runs the detector ONNX on ONNX
-Runtime in one step: on the cpu flavour every step is a Python model, and a separate letterbox
-model cost a round trip of the 1.2 MB input tensor through the stub (reports/perf/cpu). The
+Letterboxes the photo onto the detector's canvas (the photo's aspect, sides multiples of the
+stride; see ``gesture_recognition.letterbox``) and runs the detector ONNX on ONNX Runtime in one
+step: on the cpu flavour every step is a Python model, and a separate letterbox model cost a
+round trip of the 1.2 MB input tensor through the stub (reports/perf/cpu). The
 native flavours serve model.onnx on Triton's onnxruntime / tensorrt backends behind the
 ``hand_preprocess`` model instead of this file.
 """
