@@ -224,6 +224,45 @@ def test_run_width_metrics_are_sent_in_the_background(tmp_path: Path) -> None:
     metrics.close()
 
 
+class _FlakyMetric(_FakeMetric):
+    """Refuses the first ``failures`` sends, as the stub does while the server is busy
+    shutting down."""
+
+    failures = 1
+
+    def increment(self, by: int) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("stub message queue closed")
+        super().increment(by)
+
+
+class _FlakyFamily(_FakeFamily):
+    def Metric(self, labels: dict[str, str]) -> _FakeMetric:
+        self.metrics.append(_FlakyMetric(labels))
+        return self.metrics[-1]
+
+
+def test_run_counts_of_a_failed_send_are_sent_later(tmp_path: Path) -> None:
+    warnings: list[str] = []
+    pb_utils = SimpleNamespace(
+        MetricFamily=_FlakyFamily, Logger=SimpleNamespace(log_warn=warnings.append)
+    )
+    metrics = pm.RunWidthMetrics(pb_utils, _args(tmp_path, "1"), flush_interval_s=0.01)  # type: ignore[arg-type]
+    family = metrics.family
+    for _ in range(3):
+        metrics("wide")
+    metrics("narrow")
+    deadline = time.monotonic() + 10
+    while _counted(family) != {"wide": 3, "narrow": 1} and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # Each width's first send failed and was logged; the counts went with a later one.
+    assert _counted(family) == {"wide": 3, "narrow": 1}
+    assert warnings and "stub message queue closed" in warnings[0]
+    assert metrics._flusher.is_alive()
+    metrics.close()
+
+
 def test_serving_goes_on_without_metrics(tmp_path: Path) -> None:
     warnings: list[str] = []
 

@@ -87,6 +87,7 @@ class RunWidthMetrics:
             width: self.family.Metric(labels={**labels, "width": width})
             for width in ("wide", "narrow")
         }
+        self._pb_utils = pb_utils
         self._pending = dict.fromkeys(self.metrics, 0)
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -105,20 +106,36 @@ class RunWidthMetrics:
     def flush(self) -> None:
         with self._lock:
             counts, self._pending = self._pending, dict.fromkeys(self._pending, 0)
+        error: Exception | None = None
         for width, count in counts.items():
-            if count:
+            if not count:
+                continue
+            try:
                 self.metrics[width].increment(count)
+            except Exception as exc:  # the stub's own error type
+                with self._lock:  # nothing lost: these go with the next send
+                    self._pending[width] += count
+                error = exc
+        if error is not None:
+            raise error
 
     def _flush_every(self, interval_s: float) -> None:
         while not self._stop.wait(interval_s):
-            self.flush()
+            try:
+                self.flush()
+            except Exception as exc:  # the stub's own error type; serving must go on
+                self._pb_utils.Logger.log_warn(f"{RUNS_METRIC}: not sent, kept for later: {exc}")
 
     def close(self) -> None:
         self._stop.set()
         self._flusher.join()
-        self.flush()
-        self.metrics.clear()
-        del self.family
+        try:
+            self.flush()
+        except Exception as exc:  # unloading goes on; only the last counts are missing
+            self._pb_utils.Logger.log_warn(f"{RUNS_METRIC}: last counts not sent: {exc}")
+        finally:
+            self.metrics.clear()
+            del self.family
 
 
 def run_width_metrics(pb_utils: ModuleType, args: Mapping[str, str]) -> RunWidthMetrics | None:
