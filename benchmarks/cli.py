@@ -46,7 +46,13 @@ from . import report as rp
 from . import server_stats
 from .hostinfo import describe
 from .inputs import PhotoTensors, find_photos, image_array, trace_photo, write_input_data
-from .measure import Point, measure_callable, point_from_perf_row
+from .measure import (
+    Point,
+    interleaved_summary,
+    interleaved_times,
+    measure_callable,
+    point_from_perf_row,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 EXIT_OK, EXIT_USAGE, EXIT_RUN = 0, 2, 3
@@ -129,6 +135,7 @@ class Recorder:
     paired: list[dict[str, float]] = field(default_factory=list)
     run_widths: list[dict[str, object]] = field(default_factory=list)
     throughput_paired: list[dict[str, float]] = field(default_factory=list)
+    interleaved: dict[str, object] = field(default_factory=dict)
 
     def add(self, point: Point) -> None:
         self.series.append(point)
@@ -381,6 +388,49 @@ def paired_rounds(
         print(message, flush=True)
 
 
+def interleaved_rounds(
+    rec: Recorder,
+    args: argparse.Namespace,
+    server: TritonServer | ExternalServer,
+    pipeline: GesturePipeline,
+    photos: Sequence[PhotoTensors],
+) -> None:
+    """The concurrency-1 comparison request by request: each photo through the in-process
+    pipeline and through the server (the project's own Python client, plain gRPC and, with
+    ``--shared-memory``, system shared memory) in turn, a few milliseconds apart. The
+    perf_analyzer rounds alternate every few seconds, slower than this host's speed drifts."""
+    from gesture_recognition.client.clients import GestureClient
+
+    images = [image_array(p) for p in photos]
+    modes = {rp.INTERLEAVED_GRPC: "none"}
+    if args.shared_memory:
+        modes[rp.INTERLEAVED_SHM] = "system"
+    clients = {
+        name: GestureClient(server.grpc_url, "grpc", shared_memory=m) for name, m in modes.items()
+    }
+    print(
+        f"== request-interleaved concurrency-1 comparison ({args.interleaved_requests})", flush=True
+    )
+    try:
+        for client in clients.values():
+            for image in images[:3]:  # connections, shared-memory regions, label lookup
+                client.classify_image(image)
+        calls = {rp.INPROCESS: pipeline, **{n: c.classify_image for n, c in clients.items()}}
+        times = interleaved_times(calls, images, args.interleaved_requests)
+    finally:
+        for client in clients.values():
+            client.close()
+    summary = interleaved_summary(times, rp.INPROCESS)
+    rec.interleaved = {"requests": args.interleaved_requests, "series": summary}
+    for name, row in summary.items():
+        if name != rp.INPROCESS:
+            print(
+                f"  {name}: p50 {row['p50_ms']:.1f} ms vs in-process "
+                f"{summary[rp.INPROCESS]['p50_ms']:.1f} ms, median ratio {row['ratio']:.3f}",
+                flush=True,
+            )
+
+
 def load_naive(rec: Recorder, args: argparse.Namespace, opts: ServingOptions):
     """The naive PyTorch pipeline, or None (noted in the report) without its checkpoints."""
     from .naive_torch import NaiveTorchPipeline
@@ -516,6 +566,8 @@ def run_served(
             return
         if pipeline is not None and args.paired_rounds:
             paired_rounds(rec, args, server, pipeline, photos, inputs[ENSEMBLE], out)
+        if pipeline is not None and args.interleaved_requests:
+            interleaved_rounds(rec, args, server, pipeline, photos)
         perf_series(
             rec,
             server,
@@ -652,6 +704,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(0: compare the two series as measured)",
     )
     run.add_argument(
+        "--interleaved-requests",
+        type=int,
+        default=240,
+        help="photos timed in-process and served in turn at concurrency 1, with the project's "
+        "Python client (0: off)",
+    )
+    run.add_argument(
         "--throughput-rounds",
         type=int,
         default=3,
@@ -726,6 +785,7 @@ def _results(args: argparse.Namespace, rec: Recorder, opts, photos, title: str) 
         "paired": rec.paired,
         "run_widths": rec.run_widths,
         "throughput_paired": rec.throughput_paired,
+        "interleaved": rec.interleaved,
     }
 
 

@@ -125,3 +125,40 @@ def measure_callable(
     for t in threads:
         t.join()
     return point_from_latencies(series, concurrency, latencies, time.perf_counter() - begin)
+
+
+def interleaved_times(
+    calls: dict[str, Callable[[T], object]], items: Sequence[T], requests: int
+) -> dict[str, list[float]]:
+    """Seconds per call of each of ``calls`` on the same items, the calls taking turns request
+    by request, their order rotating so none always runs first (it would catch the idle
+    wake-up of the machine). A shared host's speed drifts over seconds; pairs of calls a few
+    milliseconds apart see the same speed, which whole runs minutes apart do not."""
+    if not calls or not items:
+        raise ValueError("nothing to time")
+    names = list(calls)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for i in range(requests):
+        item = items[i % len(items)]
+        shift = i % len(names)
+        for name in names[shift:] + names[:shift]:
+            start = time.perf_counter()
+            calls[name](item)
+            times[name].append(time.perf_counter() - start)
+    return times
+
+
+def interleaved_summary(times: dict[str, list[float]], base: str) -> dict[str, dict[str, float]]:
+    """Per series: p50 ms and, against ``base`` (timed in the same turns), the median of the
+    per-request ratios."""
+    reference = times[base]
+    summary = {base: {"p50_ms": statistics.median(reference) * 1000.0}}
+    for name, values in times.items():
+        if name == base:
+            continue
+        ratios = [v / r for v, r in zip(values, reference, strict=True)]
+        summary[name] = {
+            "p50_ms": statistics.median(values) * 1000.0,
+            "ratio": statistics.median(ratios),
+        }
+    return summary

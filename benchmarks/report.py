@@ -20,6 +20,8 @@ THROUGHPUT_TARGET = 3.0  # best served throughput / naive PyTorch throughput, at
 INPROCESS = "in-process ONNX (IMAGE)"
 SERVED_GRPC = "served gesture_ensemble gRPC"
 NAIVE = "naive PyTorch"
+INTERLEAVED_GRPC = "gesture-client gRPC"
+INTERLEAVED_SHM = "gesture-client gRPC + system shm"
 
 
 def points(results: dict[str, object]) -> list[Point]:
@@ -108,10 +110,31 @@ def throughput_verdict(ratio: float) -> str:
     return "met" if ratio >= THROUGHPUT_TARGET else "NOT met"
 
 
+def interleaved_lines(interleaved: dict[str, object]) -> list[str]:
+    """Target lines of the request-interleaved comparison (``gesture-bench run
+    --interleaved-requests``), one per served series."""
+    rows = interleaved.get("series") or {}
+    assert isinstance(rows, dict)
+    base = rows.get(INPROCESS)
+    lines = []
+    for name, row in rows.items():
+        if name == INPROCESS or base is None:
+            continue
+        verdict = latency_verdict(row["ratio"])
+        lines.append(
+            f"- Latency at concurrency 1, {name} / in-process, each of {interleaved['requests']} "
+            f"photos timed both ways in turn: p50 {row['p50_ms']:.1f} vs {base['p50_ms']:.1f} ms, "
+            f"median of the per-photo ratios **{row['ratio']:.2f}x** (target <= "
+            f"{LATENCY_TARGET}x: {verdict})"
+        )
+    return lines
+
+
 def target_lines(
     series: Sequence[Point],
     paired: Sequence[dict[str, float]] = (),
     throughput_paired: Sequence[dict[str, float]] = (),
+    interleaved: dict[str, object] | None = None,
 ) -> list[str]:
     lines = []
     served, local = _at(series, SERVED_GRPC, 1), _at(series, INPROCESS, 1)
@@ -140,6 +163,8 @@ def target_lines(
             f"(target <= {LATENCY_TARGET}x: {verdict}; average "
             f"{served.avg_ms / local.avg_ms:.2f}x)"
         )
+    if interleaved:
+        lines += interleaved_lines(interleaved)
     top, naive = best(series, "served gesture_ensemble"), _at(series, NAIVE, 1)
     ratio_rounds = throughput_ratio(throughput_paired)
     if ratio_rounds is not None:
@@ -259,7 +284,7 @@ def write_report(out_dir: Path) -> Path:
     ]
     paired = results.get("paired", [])
     throughput_paired = results.get("throughput_paired", [])
-    targets = target_lines(series, paired, throughput_paired)
+    targets = target_lines(series, paired, throughput_paired, results.get("interleaved"))
     if targets:
         lines += ["## Targets", "", *targets, ""]
     if paired:

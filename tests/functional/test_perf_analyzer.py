@@ -114,6 +114,8 @@ def test_gesture_bench_quick_run_writes_a_report(tmp_path: Path, repo_root: Path
             "grpc",
             "--paired-rounds",
             "1",
+            "--interleaved-requests",
+            "6",
             "--out",
             str(out),
         ]
@@ -122,6 +124,7 @@ def test_gesture_bench_quick_run_writes_a_report(tmp_path: Path, repo_root: Path
     text = (out / "REPORT.md").read_text()
     assert "| served gesture_ensemble gRPC | 1 |" in text
     assert "| in-process ONNX (IMAGE) | 1 |" in text
+    assert "gesture-client gRPC / in-process, each of 6 photos timed both ways" in text
     assert "median of 1 alternating rounds" in text
     assert "## Where the served time goes" in text
     assert (out / "throughput_latency_p50.png").is_file()
@@ -161,6 +164,8 @@ def test_gesture_bench_measures_an_external_server(
             "grpc",
             "--paired-rounds",
             "1",
+            "--interleaved-requests",
+            "0",
             "--out",
             str(out),
         ]
@@ -169,6 +174,7 @@ def test_gesture_bench_measures_an_external_server(
     text = (out / "REPORT.md").read_text()
     assert "| served gesture_ensemble gRPC | 1 |" in text
     assert "Served by an external Triton" in text
+    assert "timed both ways" not in text  # --interleaved-requests 0: off
     # The commands name the server that was measured, not a started one's default ports.
     assert f"-u {triton_server.grpc_url}" in text
 

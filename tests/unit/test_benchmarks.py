@@ -34,6 +34,8 @@ from gesture_recognition.benchmarks.inputs import (
 )
 from gesture_recognition.benchmarks.measure import (
     Point,
+    interleaved_summary,
+    interleaved_times,
     measure_callable,
     percentile,
     point_from_latencies,
@@ -418,6 +420,51 @@ def test_report_judges_targets_from_the_numbers(
     assert f"{best / naive:.2f}x** (target >= 3.0x: {throughput})" in text
     assert "| hand_detector | 3 |" in text
     assert (tmp_path / "throughput_latency_p50.png").stat().st_size > 1000
+
+
+def test_interleaved_times_take_turns_and_rotate_the_order() -> None:
+    calls: list[str] = []
+    times = interleaved_times(
+        {"a": lambda x: calls.append(f"a{x}"), "b": lambda x: calls.append(f"b{x}")},
+        [1, 2],
+        4,
+    )
+    # Every request runs both ways on the same item; who goes first alternates.
+    assert calls == ["a1", "b1", "b2", "a2", "a1", "b1", "b2", "a2"]
+    assert [len(v) for v in times.values()] == [4, 4]
+    with pytest.raises(ValueError):
+        interleaved_times({}, [1], 1)
+
+
+def test_interleaved_summary_is_the_median_of_per_request_ratios() -> None:
+    times = {"local": [0.010, 0.020, 0.030], "served": [0.011, 0.026, 0.030]}
+    summary = interleaved_summary(times, "local")
+    assert summary["local"]["p50_ms"] == pytest.approx(20.0)
+    assert summary["served"]["p50_ms"] == pytest.approx(26.0)
+    # Ratios 1.1, 1.3, 1.0: the median pairs each request with its own in-process time
+    # (the ratio of the medians would read 1.3).
+    assert summary["served"]["ratio"] == pytest.approx(1.1)
+
+
+@pytest.mark.parametrize(("ratio", "verdict"), [(1.12, "met"), (1.2, "NOT met")])
+def test_report_judges_the_interleaved_comparison(
+    tmp_path: Path, ratio: float, verdict: str
+) -> None:
+    results = _results(27.0, 45.0, 12.0)
+    results["interleaved"] = {
+        "requests": 240,
+        "series": {
+            rp.INPROCESS: {"p50_ms": 21.0},
+            rp.INTERLEAVED_GRPC: {"p50_ms": 21.0 * ratio, "ratio": ratio},
+        },
+    }
+    (tmp_path / rp.RESULTS_JSON).write_text(json.dumps(results))
+    text = rp.write_report(tmp_path).read_text()
+    assert (
+        f"- Latency at concurrency 1, {rp.INTERLEAVED_GRPC} / in-process, each of 240 photos "
+        f"timed both ways in turn: p50 {21.0 * ratio:.1f} vs 21.0 ms, median of the per-photo "
+        f"ratios **{ratio:.2f}x** (target <= 1.15x: {verdict})"
+    ) in text
 
 
 def test_report_names_the_gpus_it_ran_on(tmp_path: Path) -> None:
