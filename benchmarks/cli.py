@@ -29,7 +29,7 @@ from gesture_recognition.artifacts import shipped_models_dir
 from gesture_recognition.paths import shown_path
 from gesture_recognition.pipeline import GesturePipeline
 from gesture_recognition.runtime import CPU_PROVIDER
-from gesture_recognition.serving.launcher import ServerError, TritonServer
+from gesture_recognition.serving.launcher import Endpoints, ServerError, TritonServer
 from gesture_recognition.serving.repository import (
     ENSEMBLE,
     ENSEMBLE_BYTES,
@@ -153,28 +153,9 @@ def served(repository: Path, work: Path) -> Iterator[TritonServer]:
         yield server
 
 
-@dataclass(frozen=True)
-class ExternalServer:
-    """A Triton that was started elsewhere: the NGC container on a GPU host (``docker compose
-    --profile gpu up`` or ``--profile tensorrt``), or ``gesture-serve``. Triton's default
-    ports unless told otherwise."""
-
-    host: str
-    http_port: int = 8000
-    grpc_port: int = 8001
-    metrics_port: int = 8002
-
-    @property
-    def grpc_url(self) -> str:
-        return f"{self.host}:{self.grpc_port}"
-
-    @property
-    def http_url(self) -> str:
-        return f"{self.host}:{self.http_port}"
-
-    @property
-    def metrics_url(self) -> str:
-        return f"http://{self.host}:{self.metrics_port}/metrics"
+# A Triton started elsewhere: the NGC container on a GPU host (``docker compose --profile gpu
+# up`` or ``--profile tensorrt``), or ``gesture-serve``.
+ExternalServer = Endpoints
 
 
 def check_external(server: ExternalServer, models: Sequence[str], timeout_s: float = 10.0) -> None:

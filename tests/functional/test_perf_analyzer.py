@@ -98,28 +98,21 @@ def test_a_rejected_input_makes_the_run_fail_loudly(
         pa.run(spec, timeout_s=120)
 
 
+def _quick_run(out: Path, *extra: str) -> list[str]:
+    """``gesture-bench run --quick`` on two photos, one request level: seconds, not minutes."""
+    return [
+        "run",
+        "--quick",
+        *("--limit", "2", "--concurrency", "1", "--request-count", "4"),
+        *("--protocols", "grpc", "--paired-rounds", "1"),
+        *extra,
+        *("--out", str(out)),
+    ]
+
+
 def test_gesture_bench_quick_run_writes_a_report(tmp_path: Path, repo_root: Path) -> None:
     out = tmp_path / "report"
-    code = bench_main(
-        [
-            "run",
-            "--quick",
-            "--limit",
-            "2",
-            "--concurrency",
-            "1",
-            "--request-count",
-            "4",
-            "--protocols",
-            "grpc",
-            "--paired-rounds",
-            "1",
-            "--interleaved-requests",
-            "6",
-            "--out",
-            str(out),
-        ]
-    )
+    code = bench_main(_quick_run(out, "--interleaved-requests", "6"))
     assert code == 0
     text = (out / "REPORT.md").read_text()
     assert "| served gesture_ensemble gRPC | 1 |" in text
@@ -133,10 +126,8 @@ def test_gesture_bench_quick_run_writes_a_report(tmp_path: Path, repo_root: Path
 
 def _external(server: RunningServer) -> str:
     """``--server`` for the fixture's server: host and its three ports."""
-    host, http = server.http_url.rsplit(":", 1)
-    grpc = server.grpc_url.rsplit(":", 1)[1]
-    metrics = server.metrics_url.rsplit(":", 1)[1].split("/")[0]
-    return f"{host}:{http},{grpc},{metrics}"
+    where = server.server.endpoints
+    return f"{where.host}:{where.http_port},{where.grpc_port},{where.metrics_port}"
 
 
 def test_gesture_bench_measures_an_external_server(
@@ -145,30 +136,12 @@ def test_gesture_bench_measures_an_external_server(
     """``--server``: the way a GPU host's NGC Triton is measured, here against the live one."""
     out = tmp_path / "report"
     code = bench_main(
-        [
-            "run",
-            "--quick",
-            "--server",
-            _external(triton_server),
-            "--models-dir",
-            str(triton_server.models_dir),
-            "--set",
-            f"max_hands={triton_server.max_hands}",
-            "--limit",
-            "2",
-            "--concurrency",
-            "1",
-            "--request-count",
-            "4",
-            "--protocols",
-            "grpc",
-            "--paired-rounds",
-            "1",
-            "--interleaved-requests",
-            "0",
-            "--out",
-            str(out),
-        ]
+        _quick_run(
+            out,
+            *("--server", _external(triton_server), "--interleaved-requests", "0"),
+            *("--models-dir", str(triton_server.models_dir)),
+            *("--set", f"max_hands={triton_server.max_hands}"),
+        )
     )
     assert code == 0
     text = (out / "REPORT.md").read_text()

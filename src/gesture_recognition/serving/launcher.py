@@ -165,6 +165,29 @@ def _die_with_parent() -> None:
         libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
+@dataclass(frozen=True)
+class Endpoints:
+    """Where a Triton answers: one host, its HTTP, gRPC and metrics ports (Triton's defaults),
+    as tritonclient takes them (``host:port``, no scheme) and ``/metrics`` as a URL."""
+
+    host: str
+    http_port: int = DEFAULT_HTTP_PORT
+    grpc_port: int = DEFAULT_GRPC_PORT
+    metrics_port: int = DEFAULT_METRICS_PORT
+
+    @property
+    def http_url(self) -> str:
+        return f"{self.host}:{self.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"{self.host}:{self.grpc_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{self.host}:{self.metrics_port}/metrics"
+
+
 class TritonServer:
     """A running ``tritonserver`` on a model repository.
 
@@ -224,22 +247,23 @@ class TritonServer:
             **kwargs,
         )
 
-    # Endpoints as tritonclient takes them (host:port, no scheme).
     @property
-    def _client_host(self) -> str:
-        return "127.0.0.1" if self.address in ("0.0.0.0", "") else self.address
+    def endpoints(self) -> Endpoints:
+        """Where a client reaches it (loopback when it listens on every address)."""
+        host = "127.0.0.1" if self.address in ("0.0.0.0", "") else self.address
+        return Endpoints(host, self.http_port, self.grpc_port, self.metrics_port)
 
     @property
     def http_url(self) -> str:
-        return f"{self._client_host}:{self.http_port}"
+        return self.endpoints.http_url
 
     @property
     def grpc_url(self) -> str:
-        return f"{self._client_host}:{self.grpc_port}"
+        return self.endpoints.grpc_url
 
     @property
     def metrics_url(self) -> str:
-        return f"http://{self._client_host}:{self.metrics_port}/metrics"
+        return self.endpoints.metrics_url
 
     @property
     def pid(self) -> int | None:
