@@ -840,7 +840,16 @@ def cmd_tune(args: argparse.Namespace, work: Path) -> int:
         opts = serving_options({**base, **overrides})
         print(f"== variant {name}: {overrides or 'defaults'}", flush=True)
         _, photos = trace(args.models_dir, args.photos, args.limit, opts)
-        sub_args = argparse.Namespace(**{**vars(args), "shared_memory": False, "quick": True})
+        # Each variant is a repository of its own, served here: no --server, the cpu flavour.
+        sub_args = argparse.Namespace(
+            **{
+                **vars(args),
+                "shared_memory": False,
+                "quick": True,
+                "server": None,
+                "flavour": "cpu",
+            }
+        )
         run_served(
             rec,
             sub_args,

@@ -173,3 +173,12 @@ def test_gesture_bench_refuses_a_server_of_another_flavour(
     )
     assert code == 3
     assert "no ready hand_preprocess" in capsys.readouterr().err
+
+
+def test_gesture_bench_tune_writes_a_report(tmp_path: Path) -> None:
+    out = tmp_path / "tuning"
+    args = ["tune", "--limit", "1", "--concurrency", "1", "--request-count", "4"]
+    code = bench_main([*args, "--protocols", "grpc", "--out", str(out)])
+    assert code == 0
+    text = (out / "REPORT.md").read_text()
+    assert "| tune baseline gesture_ensemble gRPC | 1 |" in text
