@@ -28,7 +28,12 @@ from tritonclient.utils import InferenceServerException
 from gesture_recognition.client.clients import GestureClient
 from gesture_recognition.client.errors import GestureClientError, InvalidInputError
 from gesture_recognition.images import load_image
-from gesture_recognition.serving.launcher import free_port, orphaned_stubs, stub_processes
+from gesture_recognition.serving.launcher import (
+    Endpoints,
+    free_port,
+    orphaned_stubs,
+    stub_processes,
+)
 
 from .conftest import ServingModels
 
@@ -46,17 +51,10 @@ class Served:
 
     def __init__(self, repository: Path, models_dir: Path) -> None:
         self.repository, self.models_dir = repository, models_dir
-        self.ports = [free_port() for _ in range(3)]
+        self.endpoints = Endpoints("127.0.0.1", free_port(), free_port(), free_port())
+        self.grpc_url, self.http_url = self.endpoints.grpc_url, self.endpoints.http_url
         self.lines: queue.Queue[str] = queue.Queue()
         self.process: subprocess.Popen[str] | None = None
-
-    @property
-    def grpc_url(self) -> str:
-        return f"127.0.0.1:{self.ports[1]}"
-
-    @property
-    def http_url(self) -> str:
-        return f"127.0.0.1:{self.ports[0]}"
 
     def start(self) -> None:
         cli = Path(sys.executable).with_name("gesture-serve")
@@ -68,11 +66,11 @@ class Served:
                 "--models-dir",
                 str(self.models_dir),
                 "--http-port",
-                str(self.ports[0]),
+                str(self.endpoints.http_port),
                 "--grpc-port",
-                str(self.ports[1]),
+                str(self.endpoints.grpc_port),
                 "--metrics-port",
-                str(self.ports[2]),
+                str(self.endpoints.metrics_port),
                 "--max-pixels",
                 str(MAX_PIXELS),
                 "--max-hands",
