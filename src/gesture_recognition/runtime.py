@@ -17,6 +17,7 @@ import onnxruntime as ort
 from numpy.typing import NDArray
 
 from gesture_recognition.artifacts import ClassifierSpec, DetectorSpec
+from gesture_recognition.caller_affinity import caller_cpus_after, pinned
 from gesture_recognition.thread_gate import ThreadGate
 
 CPU_PROVIDER = "CPUExecutionProvider"
@@ -74,12 +75,18 @@ class GatedSession:
         on_run: Callable[[str], None] | None = None,
         providers: Sequence[str] = (CPU_PROVIDER,),
     ):
-        self.wide = make_session(onnx_path, threads, providers)
+        on_cpu = providers[0] == CPU_PROVIDER
+        # The CPUs ORT left to the caller of a wide run (see caller_affinity); a GPU session's
+        # caller only waits, nothing to place.
+        self.wide, self.caller_cpus = caller_cpus_after(
+            lambda: make_session(onnx_path, threads, providers)
+        )
+        if not on_cpu:
+            self.caller_cpus = frozenset()
         self.on_run = on_run
         wide_threads = threads if threads is not None else _env_threads()
         # A gate over two one-thread sessions would only cost a second copy of the weights;
         # and the gate shares CPU cores, nothing to share when a GPU runs the network.
-        on_cpu = providers[0] == CPU_PROVIDER
         self.gate = gate if wide_threads != 1 and on_cpu else None
         self.narrow = make_session(onnx_path, 1) if self.gate is not None else self.wide
         self.runs = {"wide": 0, "narrow": 0}
@@ -87,7 +94,8 @@ class GatedSession:
     def run(self, output: str, feeds: dict[str, NDArray[np.float32]]) -> NDArray[np.float32]:
         with self.gate.enter() if self.gate is not None else contextlib.nullcontext(True) as alone:
             width = "wide" if alone else "narrow"
-            (out,) = (self.wide if alone else self.narrow).run([output], feeds)
+            with pinned(self.caller_cpus if alone else frozenset()):
+                (out,) = (self.wide if alone else self.narrow).run([output], feeds)
         self.runs[width] += 1
         if self.on_run is not None:
             self.on_run(width)
