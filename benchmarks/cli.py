@@ -34,6 +34,7 @@ from gesture_recognition.serving.repository import (
     ENSEMBLE,
     ENSEMBLE_BYTES,
     FLAVOURS,
+    ModelConfig,
     ServingOptions,
     build_repository,
     instance_counts,
@@ -41,9 +42,9 @@ from gesture_recognition.serving.repository import (
     read_specs,
 )
 
+from . import floor, server_stats
 from . import perf_analyzer as pa
 from . import report as rp
-from . import server_stats
 from .hostinfo import describe
 from .inputs import PhotoTensors, find_photos, image_array, trace_photo, write_input_data
 from .measure import (
@@ -309,6 +310,7 @@ def paired_rounds(
     photos: Sequence[PhotoTensors],
     input_json: Path,
     out: Path,
+    replay: TritonServer | None = None,
 ) -> None:
     """The concurrency-1 latency comparison, alternated: in-process, served, in-process, ...
 
@@ -365,8 +367,58 @@ def paired_rounds(
                     f", + system shm p50 {shm_point.p50_ms:.1f} ms "
                     f"({shm_point.p50_ms / local.p50_ms:.2f}x)"
                 )
+        if replay is not None:
+            message += floor_round(rec, args, spec, replay, round_no, result, out)
         rec.paired.append(result)
         print(message, flush=True)
+
+
+def floor_round(
+    rec: Recorder,
+    args: argparse.Namespace,
+    spec: pa.PerfRun,
+    replay: TritonServer,
+    round_no: int,
+    result: dict[str, float],
+    out: Path,
+) -> str:
+    """One round's Triton floor: the served run's perf_analyzer settings against the replay
+    repository (benchmarks.floor); fills ``result`` and returns the progress text."""
+    message = ""
+    modes = [("", "none")] + ([("_shm", "system")] if args.shared_memory else [])
+    for suffix, memory in modes:
+        floor_spec = dataclasses.replace(
+            spec,
+            url=replay.grpc_url,
+            csv_path=out / "csv" / f"paired_round{round_no}_floor{suffix}.csv",
+            shared_memory=memory,
+            output_shared_memory_size=OUTPUT_SHM_BYTES if memory != "none" else 0,
+        )
+        log = out / "logs" / f"paired_round{round_no}_floor{suffix}.log"
+        rows = try_run_stable(rec, floor_spec, log, f"floor{suffix}")
+        if rows is not None:
+            point = point_from_perf_row("floor", rows[-1], 0)
+            result[f"floor{suffix}_p50_ms"] = point.p50_ms
+            message += f", floor{suffix.replace('_', ' ')} {point.p50_ms:.1f} ms"
+    return message
+
+
+@contextlib.contextmanager
+def floor_server(
+    server: TritonServer,
+    configs: dict[str, ModelConfig],
+    photos: Sequence[PhotoTensors],
+    work: Path,
+) -> Iterator[TritonServer]:
+    """The replay repository of ``server``'s ensemble (benchmarks.floor), served beside it."""
+    photo = floor.replay_photo(list(photos))
+    answers = floor.record_answers(server.grpc_url, configs, ENSEMBLE, photo)
+    repository = floor.build_floor_repository(
+        server.model_repository, ENSEMBLE, answers, work / "floor_repository"
+    )
+    print(f"== Triton floor: models replay their answers for {photo.name}", flush=True)
+    with served(repository, work) as floor_triton:
+        yield floor_triton
 
 
 def interleaved_rounds(
@@ -546,7 +598,16 @@ def run_served(
         if label_prefix != "served":
             return
         if pipeline is not None and args.paired_rounds:
-            paired_rounds(rec, args, server, pipeline, photos, inputs[ENSEMBLE], out)
+            with contextlib.ExitStack() as stack:
+                replay = None
+                if args.floor and isinstance(server, TritonServer):
+                    replay = stack.enter_context(floor_server(server, configs, photos, work))
+                elif args.floor:
+                    rec.notes.append(
+                        "Triton floor not measured: it serves a replay copy of the local "
+                        "repository, and this run used an external server."
+                    )
+                paired_rounds(rec, args, server, pipeline, photos, inputs[ENSEMBLE], out, replay)
         if pipeline is not None and args.interleaved_requests:
             interleaved_rounds(rec, args, server, pipeline, photos)
         perf_series(
@@ -683,6 +744,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=3,
         help="alternating in-process / served rounds at concurrency 1 for the latency ratio "
         "(0: compare the two series as measured)",
+    )
+    run.add_argument(
+        "--floor",
+        action="store_true",
+        help="time, in each paired round, the same ensemble whose models replay recorded "
+        "answers: Triton's own cost at concurrency 1 (local server only)",
     )
     run.add_argument(
         "--interleaved-requests",

@@ -57,13 +57,23 @@ def paired_ratio(
     return _median([r[served_key] / r["inprocess_p50_ms"] for r in paired if served_key in r])
 
 
+FLOOR_COLUMNS = (
+    ("floor_p50_ms", "Triton floor gRPC p50 ms"),
+    ("floor_shm_p50_ms", "Triton floor + system shm p50 ms"),
+)
+
+
 def paired_table(paired: Sequence[dict[str, float]]) -> list[str]:
     shm = any("served_shm_p50_ms" in r for r in paired)
+    floors = [(key, title) for key, title in FLOOR_COLUMNS if any(key in r for r in paired)]
     head = "| round | in-process p50 ms | served gRPC p50 ms | ratio |"
     rule = "|---:|---:|---:|---:|"
     if shm:
         head += " served gRPC + system shm p50 ms | ratio |"
         rule += "---:|---:|"
+    for _, title in floors:
+        head += f" {title} |"
+        rule += "---:|"
     rows = [head + " in-process avg ms | served avg ms |", rule + "---:|---:|"]
     for r in paired:
         row = (
@@ -78,8 +88,40 @@ def paired_table(paired: Sequence[dict[str, float]]) -> list[str]:
                 )
             else:
                 row += " - | - |"
+        for key, _ in floors:
+            row += f" {r[key]:.1f} |" if key in r else " - |"
         rows.append(row + f" {r['inprocess_avg_ms']:.1f} | {r['served_avg_ms']:.1f} |")
     return rows
+
+
+def floor_lines(paired: Sequence[dict[str, float]]) -> list[str]:
+    """What Triton alone costs at concurrency 1 (``gesture-bench run --floor``) against what
+    the latency target leaves to it, medians of the paired rounds."""
+    local = _median([r["inprocess_p50_ms"] for r in paired])
+    if local is None:
+        return []
+    budget = (LATENCY_TARGET - 1) * local
+    lines = []
+    for (key, _), served_key, client in zip(
+        FLOOR_COLUMNS,
+        ("served_p50_ms", "served_shm_p50_ms"),
+        ("gRPC", "gRPC + system shm"),
+        strict=True,
+    ):
+        rounds = [r for r in paired if key in r and served_key in r]
+        if not rounds:
+            continue
+        floor = _median([r[key] for r in rounds])
+        added = _median([r[served_key] - r["inprocess_p50_ms"] for r in rounds])
+        assert floor is not None and added is not None
+        lines.append(
+            f"- Triton's own cost at concurrency 1, {client}: the same ensemble and configs "
+            f"with models that replay recorded answers (no network, no pre-processing), median "
+            f"of {len(rounds)} rounds: p50 **{floor:.1f} ms**; the server added {added:.1f} ms "
+            f"to the in-process p50 ({local:.1f} ms), the {LATENCY_TARGET}x target allows "
+            f"{budget:.1f} ms"
+        )
+    return lines
 
 
 def throughput_ratio(rounds: Sequence[dict[str, float]]) -> float | None:
@@ -163,6 +205,7 @@ def target_lines(
             f"(target <= {LATENCY_TARGET}x: {verdict}; average "
             f"{served.avg_ms / local.avg_ms:.2f}x)"
         )
+    lines += floor_lines(paired)
     if interleaved:
         lines += interleaved_lines(interleaved)
     top, naive = best(series, "served gesture_ensemble"), _at(series, NAIVE, 1)

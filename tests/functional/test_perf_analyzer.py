@@ -3,6 +3,7 @@ with real photos, on every entry point, and its numbers agree with the server's 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -122,6 +123,35 @@ def test_gesture_bench_quick_run_writes_a_report(tmp_path: Path, repo_root: Path
     assert "## Where the served time goes" in text
     assert (out / "throughput_latency_p50.png").is_file()
     assert str(tmp_path) not in text  # no machine paths in the report
+
+
+def test_gesture_bench_times_the_triton_floor(tmp_path: Path) -> None:
+    """``--floor``: the replay repository is built from the live server's answers, served
+    beside it and timed in the paired rounds, plain gRPC and shared memory."""
+    out = tmp_path / "report"
+    work = tmp_path / "work"
+    floor_args = ("--floor", "--shared-memory", "--interleaved-requests", "0")
+    code = bench_main(_quick_run(out, *floor_args, "--work-dir", str(work)))
+    assert code == 0
+    results = json.loads((out / "results.json").read_text())
+    (paired,) = results["paired"]
+    assert 0 < paired["floor_p50_ms"] < paired["served_p50_ms"]
+    assert paired["floor_shm_p50_ms"] > 0
+    text = (out / "REPORT.md").read_text()
+    assert "Triton's own cost at concurrency 1, gRPC:" in text
+    assert "Triton's own cost at concurrency 1, gRPC + system shm:" in text
+    assert "| Triton floor gRPC p50 ms |" in text
+    # The replay models answer what the real ones answered for the recorded photo.
+    repository = work / "floor_repository"
+    assert sorted(p.name for p in repository.iterdir()) == [
+        "gesture_classifier",
+        "gesture_ensemble",
+        "hand_crops",
+        "hand_detector",
+    ]
+    for model in ("gesture_classifier", "hand_crops", "hand_detector"):
+        assert (repository / model / "1" / "answers.npz").is_file()
+        assert not (repository / model / "1" / "model.onnx").exists()
 
 
 def _external(server: RunningServer) -> str:

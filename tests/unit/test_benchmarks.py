@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gesture_recognition.benchmarks import floor, server_stats
 from gesture_recognition.benchmarks import perf_analyzer as pa
 from gesture_recognition.benchmarks import report as rp
-from gesture_recognition.benchmarks import server_stats
 from gesture_recognition.benchmarks.cli import (
     ExternalServer,
     concurrency_range,
@@ -24,6 +24,7 @@ from gesture_recognition.benchmarks.cli import (
 )
 from gesture_recognition.benchmarks.cli import main as bench_main
 from gesture_recognition.benchmarks.inputs import (
+    PhotoTensors,
     bytes_entry,
     decode_bytes_entry,
     decode_tensor_entry,
@@ -535,6 +536,85 @@ def test_paired_rounds_judge_the_shared_memory_client_separately(tmp_path: Path)
     assert "the same rounds: **1.14x** (target <= 1.15x: met)" in text
     assert "| 2 | 20.0 | 25.0 | 1.25 | 22.8 | 1.14 | 21.0 | 24.0 |" in text
     assert rp.paired_ratio(results["paired"], "served_shm_p50_ms") == pytest.approx(1.14)
+
+
+def test_the_triton_floor_is_set_against_what_the_target_leaves(tmp_path: Path) -> None:
+    results = _results(27.0, 45.0, 12.0)
+    results["paired"] = [
+        {
+            "round": i,
+            "inprocess_p50_ms": 20.0,
+            "served_p50_ms": 20.0 + added,
+            "served_shm_p50_ms": 20.0 + added - 1.0,
+            "floor_p50_ms": floor,
+            "floor_shm_p50_ms": floor - 0.5,
+            "inprocess_avg_ms": 21.0,
+            "served_avg_ms": 24.0,
+        }
+        for i, (added, floor) in enumerate(((4.0, 2.5), (5.0, 2.7), (4.4, 2.6)), start=1)
+    ]
+    results["paired"][2].pop("floor_shm_p50_ms")  # a round whose floor shm run failed
+    (tmp_path / rp.RESULTS_JSON).write_text(json.dumps(results))
+    text = rp.write_report(tmp_path).read_text()
+    assert (
+        "- Triton's own cost at concurrency 1, gRPC: the same ensemble and configs with models "
+        "that replay recorded answers (no network, no pre-processing), median of 3 rounds: "
+        "p50 **2.6 ms**; the server added 4.4 ms to the in-process p50 (20.0 ms), the 1.15x "
+        "target allows 3.0 ms"
+    ) in text
+    assert "gRPC + system shm: the same ensemble and configs" in text
+    assert "median of 2 rounds: p50 **2.1 ms**; the server added 3.5 ms" in text
+    assert "| Triton floor gRPC p50 ms | Triton floor + system shm p50 ms |" in text
+    assert "| 3 | 20.0 | 24.4 | 1.22 | 23.4 | 1.17 | 2.6 | - | 21.0 | 24.0 |" in text
+    # Without floor timings: no floor line, no floor columns.
+    for r in results["paired"]:
+        r.pop("floor_p50_ms"), r.pop("floor_shm_p50_ms", None)
+    assert rp.floor_lines(results["paired"]) == []
+    assert "floor" not in rp.paired_table(results["paired"])[0]
+
+
+def test_the_floor_repository_replays_answers_beside_the_served_configs(tmp_path: Path) -> None:
+    served = tmp_path / "served"
+    for model in ("gesture_ensemble", "hand_crops", "gesture_classifier"):
+        (served / model / "1").mkdir(parents=True)
+        (served / model / "config.pbtxt").write_text(f'name: "{model}"\n')
+        (served / model / "1" / "model.py").write_text("real code\n")
+    (served / "gesture_classifier" / "labels.txt").write_text("no_gesture\nok\n")
+    (served / "image_decoder").mkdir()  # not a step of the ensemble: left out
+    answers = {
+        "hand_crops": {"HAND_BOXES": np.ones((1, 4), np.float32)},
+        "gesture_classifier": {
+            "GESTURE": np.array([b"ok"], dtype=object),
+            "HAND_GESTURES": np.zeros(0, dtype=object),
+            "SCORE": np.array([0.5], np.float32),
+        },
+    }
+    out = floor.build_floor_repository(served, "gesture_ensemble", answers, tmp_path / "floor")
+    assert sorted(p.name for p in out.iterdir()) == [
+        "gesture_classifier",
+        "gesture_ensemble",
+        "hand_crops",
+    ]
+    classifier = out / "gesture_classifier"
+    assert (classifier / "config.pbtxt").read_text() == 'name: "gesture_classifier"\n'
+    assert (classifier / "labels.txt").is_file()
+    assert (classifier / "1" / "model.py").read_text() == floor.REPLAY_MODEL
+    with np.load(classifier / "1" / floor.ANSWERS, allow_pickle=False) as saved:
+        assert saved["GESTURE"].tolist() == [b"ok"]
+        assert saved["HAND_GESTURES"].shape == (0,)
+        assert saved["SCORE"].tolist() == [0.5]
+    compile(floor.REPLAY_MODEL, "model.py", "exec")
+
+
+def test_the_replayed_photo_is_a_typical_one() -> None:
+    def photo(name: str, hands: int) -> PhotoTensors:
+        return PhotoTensors(name=name, tensors={}, hands=hands)
+
+    assert floor.replay_photo([photo("a", 0), photo("b", 2), photo("c", 1)]).name == "c"
+    assert floor.replay_photo([photo("a", 0), photo("b", 2)]).name == "b"
+    assert floor.replay_photo([photo("a", 0)]).name == "a"
+    with pytest.raises(ValueError):
+        floor.replay_photo([])
 
 
 def test_run_widths_are_summed_over_models_and_instances() -> None:
