@@ -60,13 +60,22 @@ def caller_cpus_after(factory: Callable[[], T]) -> tuple[T, frozenset[int]]:
 @contextlib.contextmanager
 def pinned(cpus: frozenset[int]) -> Iterator[None]:
     """Run the block with the calling thread on ``cpus`` (nothing when empty); its affinity
-    is restored afterwards, also when the block fails."""
+    is restored afterwards, also when the block fails.
+
+    Placement is only a speed hint: where the CPUs can no longer be set (a container's
+    cpuset changed since the session started), the block runs where it is.
+    """
     if not cpus or not _can_pin():
         yield
         return
-    saved = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, cpus)
+    try:
+        saved = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, cpus)
+    except OSError:
+        yield
+        return
     try:
         yield
     finally:
-        os.sched_setaffinity(0, saved)
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, saved)

@@ -115,6 +115,20 @@ def test_pinned_moves_the_thread_and_restores_it(two_cpus: frozenset[int]) -> No
     assert _allowed() == two_cpus
 
 
+@linux
+def test_cpus_that_cannot_be_set_leave_the_run_where_it_is(
+    two_cpus: frozenset[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(pid: int, cpus: object) -> None:
+        raise OSError(22, "Invalid argument")
+
+    monkeypatch.setattr(os, "sched_setaffinity", refuse)
+    ran = False
+    with pinned(frozenset({min(two_cpus)})):
+        ran = True
+    assert ran
+
+
 def test_pinned_with_no_cpus_changes_nothing() -> None:
     before = _allowed() if hasattr(os, "sched_getaffinity") else None
     with pinned(frozenset()):
