@@ -78,11 +78,13 @@ class GatedSession:
         on_cpu = providers[0] == CPU_PROVIDER
         # The CPUs ORT left to the caller of a wide run (see caller_affinity); a GPU session's
         # caller only waits, nothing to place.
-        self.wide, self.caller_cpus = caller_cpus_after(
-            lambda: make_session(onnx_path, threads, providers)
-        )
-        if not on_cpu:
-            self.caller_cpus = frozenset()
+        self.caller_cpus: frozenset[int] = frozenset()
+        if on_cpu:
+            self.wide, self.caller_cpus = caller_cpus_after(
+                lambda: make_session(onnx_path, threads, providers)
+            )
+        else:
+            self.wide = make_session(onnx_path, threads, providers)
         self.on_run = on_run
         wide_threads = threads if threads is not None else _env_threads()
         # A gate over two one-thread sessions would only cost a second copy of the weights;
