@@ -5,4 +5,5 @@ cd "$(dirname "$0")/.."
 scripts/bootstrap.sh all
 . .venv/bin/activate
 ruff check .
+mypy  # the core package, [tool.mypy] in pyproject.toml
 exec python -m pytest -ra "$@"

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gesture_recognition.boxes import CropConfig
+from gesture_recognition.json_fields import as_fields, as_float, as_floats, as_int
 from gesture_recognition.labels import LabelMap
 
 DETECTOR_ONNX = "hand_detector.onnx"
@@ -83,13 +84,13 @@ class DetectorSpec:
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> DetectorSpec:
         return cls(
-            imgsz=int(data["imgsz"]),  # type: ignore[arg-type]
-            conf_threshold=float(data.get("conf_threshold", 0.25)),  # type: ignore[arg-type]
+            imgsz=as_int(data["imgsz"], "imgsz"),
+            conf_threshold=as_float(data.get("conf_threshold", 0.25), "conf_threshold"),
             architecture=str(data.get("architecture", "unknown")),
             input_name=str(data.get("input_name", "images")),
             output_name=str(data.get("output_name", "output0")),
-            letterbox_stride=int(data.get("letterbox_stride", 0)),  # type: ignore[call-overload]
-            min_canvas_side=int(data.get("min_canvas_side", 0)),  # type: ignore[call-overload]
+            letterbox_stride=as_int(data.get("letterbox_stride", 0), "letterbox_stride"),
+            min_canvas_side=as_int(data.get("min_canvas_side", 0), "min_canvas_side"),
         )
 
 
@@ -119,16 +120,16 @@ class ClassifierSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> ClassifierSpec:
-        mean = tuple(float(v) for v in data.get("mean", (0.5, 0.5, 0.5)))  # type: ignore[union-attr]
-        std = tuple(float(v) for v in data.get("std", (0.5, 0.5, 0.5)))  # type: ignore[union-attr]
+        mean = as_floats(data.get("mean", (0.5, 0.5, 0.5)), "mean")
+        std = as_floats(data.get("std", (0.5, 0.5, 0.5)), "std")
         if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
             raise ValueError("classifier mean/std need three values each, std > 0")
         return cls(
-            label_map=LabelMap.from_dict(data["label_map"]),  # type: ignore[arg-type]
-            input_size=int(data["input_size"]),  # type: ignore[arg-type]
-            mean=mean,  # type: ignore[arg-type]
-            std=std,  # type: ignore[arg-type]
-            crop=CropConfig.from_dict(data.get("crop", {})),  # type: ignore[arg-type]
+            label_map=LabelMap.from_dict(as_fields(data["label_map"], "label_map")),
+            input_size=as_int(data["input_size"], "input_size"),
+            mean=(mean[0], mean[1], mean[2]),
+            std=(std[0], std[1], std[2]),
+            crop=CropConfig.from_dict(as_fields(data.get("crop", {}), "crop")),
             architecture=str(data.get("architecture", "unknown")),
             input_name=str(data.get("input_name", "input")),
             output_name=str(data.get("output_name", "logits")),

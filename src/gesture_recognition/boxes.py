@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from gesture_recognition.json_fields import Fields, as_float
+
 FloatArray = NDArray[np.float32]
 UInt8Array = NDArray[np.uint8]
 
@@ -41,8 +43,11 @@ class CropConfig:
         return {"scale": self.scale, "square": self.square}
 
     @classmethod
-    def from_dict(cls, data: dict[str, object]) -> CropConfig:
-        return cls(scale=float(data.get("scale", 1.2)), square=bool(data.get("square", True)))
+    def from_dict(cls, data: Fields) -> CropConfig:
+        return cls(
+            scale=as_float(data.get("scale", 1.2), "crop.scale"),
+            square=bool(data.get("square", True)),
+        )
 
 
 def as_boxes(boxes: object) -> FloatArray:

@@ -123,7 +123,7 @@ class _SpecRunner(Generic[SpecT]):
         on_run: Callable[[str], None] | None = None,
         providers: Sequence[str] = (CPU_PROVIDER,),
     ):
-        self.spec = spec
+        self.spec: SpecT = spec
         self.runner = GatedSession(onnx_path, threads, gate, on_run, providers)
 
     def _run(self, batch: NDArray[np.float32]) -> NDArray[np.float32]:

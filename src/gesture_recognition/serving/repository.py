@@ -30,6 +30,7 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from gesture_recognition.arguments import positive_int
 from gesture_recognition.artifacts import (
@@ -674,11 +675,11 @@ def onnx_signature(path: Path) -> OnnxSignature:
 
     session = make_session(path, threads=1)
 
-    def describe(args: Iterable[object]) -> dict[str, tuple[str, tuple[int, ...]]]:
-        out = {}
-        for arg in args:
-            dims = tuple(d if isinstance(d, int) and d > 0 else -1 for d in arg.shape)  # type: ignore[attr-defined]
-            out[arg.name] = (_ORT_TYPES.get(arg.type, arg.type), dims)  # type: ignore[attr-defined]
+    def describe(args: Iterable[Any]) -> dict[str, tuple[str, tuple[int, ...]]]:
+        out: dict[str, tuple[str, tuple[int, ...]]] = {}
+        for arg in args:  # onnxruntime NodeArg: name, type ("tensor(float)"), shape
+            dims = tuple(d if isinstance(d, int) and d > 0 else -1 for d in arg.shape)
+            out[str(arg.name)] = (_ORT_TYPES.get(arg.type, str(arg.type)), dims)
         return out
 
     return OnnxSignature(describe(session.get_inputs()), describe(session.get_outputs()))

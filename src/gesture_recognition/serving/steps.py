@@ -91,10 +91,11 @@ def hand_crops(
     """
     photo = check_image_array(image, max_pixels)
     rows = np.asarray(detections, dtype=np.float32)
+    given = list(rows.shape)
     if rows.ndim == 3 and rows.shape[0] == 1:
         rows = rows[0]
     if rows.ndim != 2 or rows.shape[1] != 6:
-        raise InvalidInputError(f"DETECTIONS must be [1, D, 6], got {list(np.shape(detections))}")
+        raise InvalidInputError(f"DETECTIONS must be [1, D, 6], got {given}")
     params = _letterbox_params(letterbox_values)
     height, width = photo.shape[:2]
     boxes, scores = decode_detections(rows, params, width, height, conf_threshold)
