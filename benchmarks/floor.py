@@ -79,9 +79,8 @@ def record_answers(
     import tritonclient.grpc as grpcclient
 
     sources = model_input_sources(dict(configs))
-    url = grpc_url.removeprefix("grpc://")
     answers: dict[str, dict[str, np.ndarray]] = {}
-    with grpcclient.InferenceServerClient(url) as client:
+    with grpcclient.InferenceServerClient(grpc_url) as client:
         for name in step_models(configs, ensemble):
             config = configs[name]
             inputs = []

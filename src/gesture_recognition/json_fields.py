@@ -7,29 +7,30 @@ from ``int()`` somewhere below.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
+from typing import TypeGuard
 
 Fields = Mapping[str, object]
 
 
-def _number(value: object, key: str, kind: str) -> float | int | str:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ValueError(f"{key} must be {kind}, got {value!r}")
-    return value
+def _is_number(value: object) -> TypeGuard[int | float | str]:
+    # JSON true/false are ints to Python, never a count or a size in a spec.
+    return isinstance(value, int | float | str) and not isinstance(value, bool)
 
 
 def as_int(value: object, key: str) -> int:
-    try:
-        return int(_number(value, key, "an integer"))
-    except ValueError as exc:
-        raise ValueError(f"{key} must be an integer, got {value!r}") from exc
+    if _is_number(value):
+        with contextlib.suppress(ValueError, OverflowError):
+            return int(value)
+    raise ValueError(f"{key} must be an integer, got {value!r}")
 
 
 def as_float(value: object, key: str) -> float:
-    try:
-        return float(_number(value, key, "a number"))
-    except ValueError as exc:
-        raise ValueError(f"{key} must be a number, got {value!r}") from exc
+    if _is_number(value):
+        with contextlib.suppress(ValueError):
+            return float(value)
+    raise ValueError(f"{key} must be a number, got {value!r}")
 
 
 def as_floats(value: object, key: str) -> tuple[float, ...]:
