@@ -21,9 +21,12 @@ import shlex
 import sys
 import tempfile
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from gesture_recognition.artifacts import shipped_models_dir
 from gesture_recognition.paths import shown_path
@@ -54,6 +57,9 @@ from .measure import (
     measure_callable,
     point_from_perf_row,
 )
+
+if TYPE_CHECKING:  # torch and ultralytics load only when the naive baseline runs
+    from .naive_torch import NaiveTorchPipeline
 
 REPO = Path(__file__).resolve().parents[1]
 EXIT_OK, EXIT_USAGE, EXIT_RUN = 0, 2, 3
@@ -135,7 +141,8 @@ class Recorder:
     breakdown: list[dict[str, object]] = field(default_factory=list)
     paired: list[dict[str, float]] = field(default_factory=list)
     run_widths: list[dict[str, object]] = field(default_factory=list)
-    throughput_paired: list[dict[str, float]] = field(default_factory=list)
+    # A round: the naive and served photos/s, with the series and concurrency it ran at.
+    throughput_paired: list[dict[str, Any]] = field(default_factory=list)
     interleaved: dict[str, object] = field(default_factory=dict)
 
     def add(self, point: Point) -> None:
@@ -291,10 +298,14 @@ def trace(
 
 
 def run_inprocess(
-    rec: Recorder, pipeline: GesturePipeline, photos: Sequence[PhotoTensors], span, requests: int
+    rec: Recorder,
+    pipeline: GesturePipeline,
+    photos: Sequence[PhotoTensors],
+    span: tuple[int, int, int],
+    requests: int,
 ) -> None:
     images = [image_array(p) for p in photos]
-    encoded = [p.tensors["IMAGE_BYTES"] for p in photos]
+    encoded = [p.encoded() for p in photos]
     for c in concurrencies(span):
         rec.add(measure_callable(rp.INPROCESS, pipeline, images, c, requests))
     rec.add(
@@ -448,7 +459,10 @@ def interleaved_rounds(
         for client in clients.values():
             for image in images[:3]:  # connections, shared-memory regions, label lookup
                 client.classify_image(image)
-        calls = {rp.INPROCESS: pipeline, **{n: c.classify_image for n, c in clients.items()}}
+        calls: dict[str, Callable[[np.ndarray], object]] = {
+            rp.INPROCESS: pipeline,
+            **{n: c.classify_image for n, c in clients.items()},
+        }
         times = interleaved_times(calls, images, args.interleaved_requests)
     finally:
         for client in clients.values():
@@ -464,7 +478,9 @@ def interleaved_rounds(
             )
 
 
-def load_naive(rec: Recorder, args: argparse.Namespace, opts: ServingOptions):
+def load_naive(
+    rec: Recorder, args: argparse.Namespace, opts: ServingOptions
+) -> NaiveTorchPipeline | None:
     """The naive PyTorch pipeline, or None (noted in the report) without its checkpoints."""
     from .naive_torch import NaiveTorchPipeline
 
@@ -484,7 +500,10 @@ def load_naive(rec: Recorder, args: argparse.Namespace, opts: ServingOptions):
 
 
 def run_naive(
-    rec: Recorder, args: argparse.Namespace, photos: Sequence[PhotoTensors], naive
+    rec: Recorder,
+    args: argparse.Namespace,
+    photos: Sequence[PhotoTensors],
+    naive: NaiveTorchPipeline,
 ) -> None:
     rec.add(
         measure_callable(rp.NAIVE, naive, [image_array(p) for p in photos], 1, args.naive_requests)
@@ -500,7 +519,7 @@ def throughput_rounds(
     rec: Recorder,
     args: argparse.Namespace,
     server: TritonServer | ExternalServer,
-    naive,
+    naive: NaiveTorchPipeline,
     photos: Sequence[PhotoTensors],
     input_json: Path,
     out: Path,
@@ -567,7 +586,7 @@ def run_served(
     request_count: int | None = None,
     composing: bool | None = None,
     pipeline: GesturePipeline | None = None,
-    naive=None,
+    naive: NaiveTorchPipeline | None = None,
 ) -> None:
     models = models_dir or args.models_dir
     span = span or args.concurrency
@@ -814,7 +833,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _results(args: argparse.Namespace, rec: Recorder, opts, photos, title: str) -> dict:
+def _results(
+    args: argparse.Namespace,
+    rec: Recorder,
+    opts: ServingOptions,
+    photos: Sequence[PhotoTensors],
+    title: str,
+) -> dict[str, Any]:
     return {
         "title": title,
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

@@ -59,10 +59,10 @@ def decode_bytes_entry(entry: dict[str, object]) -> list[bytes]:
 
 
 def decode_tensor_entry(entry: dict[str, object], dtype: np.dtype) -> np.ndarray:
-    content = entry["content"]
-    assert isinstance(content, dict)
+    content, shape = entry["content"], entry["shape"]
+    assert isinstance(content, dict) and isinstance(shape, list)
     flat = np.frombuffer(base64.b64decode(content["b64"]), dtype=dtype)
-    return flat.reshape(entry["shape"])  # type: ignore[arg-type]
+    return flat.reshape(shape)
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,13 @@ class PhotoTensors:
     name: str
     tensors: dict[str, np.ndarray | bytes]
     hands: int
+
+    def encoded(self) -> bytes:
+        """The photo's file as read (the bytes ensemble's input)."""
+        data = self.tensors["IMAGE_BYTES"]
+        if not isinstance(data, bytes):
+            raise TypeError(f"{self.name}: IMAGE_BYTES holds {type(data).__name__}, not bytes")
+        return data
 
 
 def trace_photo(
@@ -107,12 +114,12 @@ def trace_photo(
 def _entry(value: np.ndarray | bytes, batched: bool) -> dict[str, object]:
     if isinstance(value, bytes):
         return bytes_entry([value])
-    if batched:
-        # Batching models take one row per request; perf_analyzer adds the batch axis.
-        if value.shape[0] != 1:
-            raise ValueError(f"a batched input must hold one row per photo, got {value.shape}")
-        value = value[0]
-    return tensor_entry(value)
+    if not batched:
+        return tensor_entry(value)
+    # Batching models take one row per request; perf_analyzer adds the batch axis.
+    if value.shape[0] != 1:
+        raise ValueError(f"a batched input must hold one row per photo, got {value.shape}")
+    return tensor_entry(value[0])
 
 
 def model_input_sources(configs: dict[str, ModelConfig]) -> dict[str, dict[str, str]]:

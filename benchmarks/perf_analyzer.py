@@ -48,7 +48,7 @@ def library_dirs() -> list[Path]:
     """Folders holding the shared libraries the wheel's binary needs but does not ship."""
     dirs: list[Path] = []
     try:
-        import nvidia.cuda_runtime  # type: ignore[import-not-found]
+        import nvidia.cuda_runtime
 
         for root in nvidia.cuda_runtime.__path__:
             lib = Path(root) / "lib"

@@ -8,6 +8,7 @@ import json
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from .measure import Point
 
@@ -24,8 +25,8 @@ INTERLEAVED_GRPC = "gesture-client gRPC"
 INTERLEAVED_SHM = "gesture-client gRPC + system shm"
 
 
-def points(results: dict[str, object]) -> list[Point]:
-    return [Point(**p) for p in results["series"]]  # type: ignore[union-attr, arg-type]
+def points(results: dict[str, Any]) -> list[Point]:
+    return [Point(**p) for p in results["series"]]
 
 
 def _at(series: Sequence[Point], name: str, concurrency: int) -> Point | None:
@@ -124,12 +125,12 @@ def floor_lines(paired: Sequence[dict[str, float]]) -> list[str]:
     return lines
 
 
-def throughput_ratio(rounds: Sequence[dict[str, float]]) -> float | None:
+def throughput_ratio(rounds: Sequence[dict[str, Any]]) -> float | None:
     """Median over alternating rounds of served / naive PyTorch photos per second."""
     return _median([r["served_photos_s"] / r["naive_photos_s"] for r in rounds])
 
 
-def throughput_table(rounds: Sequence[dict[str, float]]) -> list[str]:
+def throughput_table(rounds: Sequence[dict[str, Any]]) -> list[str]:
     rows = [
         "| round | naive PyTorch photos/s | served photos/s | concurrency | ratio |",
         "|---:|---:|---:|---:|---:|",
@@ -152,7 +153,7 @@ def throughput_verdict(ratio: float) -> str:
     return "met" if ratio >= THROUGHPUT_TARGET else "NOT met"
 
 
-def interleaved_lines(interleaved: dict[str, object]) -> list[str]:
+def interleaved_lines(interleaved: dict[str, Any]) -> list[str]:
     """Target lines of the request-interleaved comparison (``gesture-bench run
     --interleaved-requests``), one per served series."""
     rows = interleaved.get("series") or {}
@@ -175,8 +176,8 @@ def interleaved_lines(interleaved: dict[str, object]) -> list[str]:
 def target_lines(
     series: Sequence[Point],
     paired: Sequence[dict[str, float]] = (),
-    throughput_paired: Sequence[dict[str, float]] = (),
-    interleaved: dict[str, object] | None = None,
+    throughput_paired: Sequence[dict[str, Any]] = (),
+    interleaved: dict[str, Any] | None = None,
 ) -> list[str]:
     lines = []
     served, local = _at(series, SERVED_GRPC, 1), _at(series, INPROCESS, 1)
@@ -244,7 +245,7 @@ def table(series: Sequence[Point]) -> list[str]:
     return rows
 
 
-def breakdown_table(rows: Sequence[dict[str, object]]) -> list[str]:
+def breakdown_table(rows: Sequence[dict[str, Any]]) -> list[str]:
     out = [
         "| model | requests | queue ms | compute input ms | compute infer ms | "
         "compute output ms | total ms |",
@@ -252,7 +253,7 @@ def breakdown_table(rows: Sequence[dict[str, object]]) -> list[str]:
     ]
     for r in rows:
         total = sum(
-            float(r[k])  # type: ignore[arg-type]
+            float(r[k])
             for k in ("queue_ms", "compute_input_ms", "compute_infer_ms", "compute_output_ms")
         )
         out.append(
@@ -263,13 +264,13 @@ def breakdown_table(rows: Sequence[dict[str, object]]) -> list[str]:
     return out
 
 
-def run_width_table(rows: Sequence[dict[str, object]]) -> list[str]:
+def run_width_table(rows: Sequence[dict[str, Any]]) -> list[str]:
     out = [
         "| series | concurrency | wide runs | narrow runs | narrow share |",
         "|---|---:|---:|---:|---:|",
     ]
     for r in rows:
-        wide, narrow = int(r["wide"]), int(r["narrow"])  # type: ignore[call-overload]
+        wide, narrow = int(r["wide"]), int(r["narrow"])
         out.append(
             f"| {r['series']} | {r['concurrency']} | {wide} | {narrow} | "
             f"{narrow / (wide + narrow):.0%} |"

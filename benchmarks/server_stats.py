@@ -8,6 +8,7 @@ import re
 import time
 import urllib.request
 from dataclasses import dataclass
+from typing import Any
 
 from gesture_recognition.serving.python_model import RUNS_FLUSH_INTERVAL_S, RUNS_METRIC
 
@@ -45,9 +46,10 @@ def snapshot(http_url: str, timeout_s: float = 10.0) -> Snapshot:
     return parse_stats(body)
 
 
-def parse_stats(body: dict[str, object]) -> Snapshot:
+def parse_stats(body: dict[str, Any]) -> Snapshot:
+    """Triton's ``/v2/models/stats`` JSON (parsed) as counters per model."""
     out: Snapshot = {}
-    for entry in body.get("model_stats", []):  # type: ignore[union-attr]
+    for entry in body.get("model_stats", []):
         stats = entry["inference_stats"]
         counters = {
             "requests": int(stats["success"]["count"]),

@@ -23,6 +23,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import Any, TypeVar
@@ -376,7 +377,7 @@ class GestureClient(_Base):
             raise
         except GestureClientError as exc:
             raise server_down(self.url, self.protocol, str(exc)) from exc
-        states = [self._call(lambda m=m: self._client.is_model_ready(m), m) for m in names]
+        states = [self._call(partial(self._client.is_model_ready, m), m) for m in names]
         if not all(states):
             raise self._not_ready(names, states)
 
@@ -423,7 +424,7 @@ class GestureClient(_Base):
     ) -> Iterator[FileResult]:
         """Each file in order; per-file failures are yielded, a dead server is raised."""
         for path in paths:
-            yield _guarded(Path(path), lambda p=Path(path): self.classify_path(p, encoded))
+            yield _guarded(Path(path), partial(self.classify_path, Path(path), encoded))
 
     # ---------------------------------------------------------------- lifetime
 
@@ -602,7 +603,7 @@ class AsyncGestureClient(_Base):
             raise
         except GestureClientError as exc:
             raise server_down(self.url, self.protocol, str(exc)) from exc
-        states = [await self._call(lambda m=m: client.is_model_ready(m), m) for m in names]
+        states = [await self._call(partial(client.is_model_ready, m), m) for m in names]
         if not all(states):
             raise self._not_ready(names, states)
 

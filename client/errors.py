@@ -17,7 +17,7 @@ from tritonclient.utils import InferenceServerException
 try:  # the HTTP sync client's transport; absent when only the gRPC extra is installed
     from geventhttpclient.response import HTTPConnectionClosed
 except ImportError:  # pragma: no cover - depends on the installed extras
-    HTTPConnectionClosed = ConnectionError  # type: ignore[misc,assignment]
+    HTTPConnectionClosed = ConnectionError
 
 try:
     from aiohttp import ClientConnectionError, ServerTimeoutError

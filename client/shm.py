@@ -44,7 +44,7 @@ def encode_input(array: np.ndarray) -> bytes | memoryview:
     (4-byte little-endian length before each element), others as their raw buffer."""
     if array.dtype == np.object_:
         return bytes(serialize_byte_tensor(array).item())
-    return memoryview(np.ascontiguousarray(array)).cast("B")
+    return np.ascontiguousarray(array).data.cast("B")
 
 
 @dataclass

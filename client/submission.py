@@ -77,7 +77,9 @@ def format_probability(value: float) -> str:
     return str(np.float32(value))
 
 
-def answer_row(frame: str, probabilities: Sequence[float], order: Sequence[int]) -> list[str]:
+def answer_row(
+    frame: str, probabilities: Sequence[float] | np.ndarray, order: Sequence[int]
+) -> list[str]:
     """One line of ``answers.csv``: the class probabilities in column order, then the frame."""
     if len(probabilities) <= max(order):
         raise ValueError(f"{len(probabilities)} probabilities for column indices {list(order)}")

@@ -215,7 +215,7 @@ async def _classify(
         backoff=cfg.backoff,
         labels=labels,
         max_in_flight=cfg.concurrency,
-        **model_kwargs,  # type: ignore[arg-type]
+        **model_kwargs,
     ) as client:
         await client.check_ready([cfg.entry_model])
         writer = open_partial(partial_path(cfg.out))

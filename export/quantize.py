@@ -95,7 +95,7 @@ def split_inputs(
 def _calibration_reader(input_name: str, inputs: NDArray[np.float32], batch: int = 1) -> Any:
     from onnxruntime.quantization import CalibrationDataReader
 
-    class _Reader(CalibrationDataReader):  # type: ignore[misc]
+    class _Reader(CalibrationDataReader):
         def __init__(self) -> None:
             self._batches: Iterator[dict[str, NDArray[np.float32]]] = iter(
                 {input_name: inputs[i : i + batch]} for i in range(0, len(inputs), batch)

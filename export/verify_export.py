@@ -100,7 +100,7 @@ def torch_detector_outputs(
     from ultralytics import YOLO
 
     model = YOLO(str(checkpoint)).model.float().eval()  # type: ignore[union-attr]
-    head = model.model[-1]  # type: ignore[index]
+    head = model.model[-1]
     if getattr(head, "one2one_cv2", None) is None:
         raise VerificationError(
             f"{checkpoint}: only NMS-free (end-to-end) heads are compared here; an NMS export "

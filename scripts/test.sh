@@ -5,5 +5,5 @@ cd "$(dirname "$0")/.."
 scripts/bootstrap.sh all
 . .venv/bin/activate
 ruff check .
-mypy  # the core package, [tool.mypy] in pyproject.toml
+python scripts/typecheck.py  # mypy over the whole installed package
 exec python -m pytest -ra "$@"

@@ -222,7 +222,8 @@ def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: flo
 
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     # Norm scales and biases are not decayed: shrinking them only fights the normalisation.
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for p in model.parameters():
         if p.requires_grad:
             (no_decay if p.ndim <= 1 else decay).append(p)
@@ -288,11 +289,12 @@ def _train_sampler(
     if cfg.balance == "sampler":
         return BalancedSampler(labels, seed=cfg.seed, rank=ctx.rank, world_size=ctx.world_size)
     if ctx.distributed:
+        from torch.utils.data import TensorDataset
         from torch.utils.data.distributed import DistributedSampler
 
-        return DistributedSampler(
-            range(len(labels)), ctx.world_size, ctx.rank, shuffle=True, seed=cfg.seed
-        )
+        # The sampler only needs the length: any dataset of len(labels) rows will do.
+        rows = TensorDataset(torch.arange(len(labels)))
+        return DistributedSampler(rows, ctx.world_size, ctx.rank, shuffle=True, seed=cfg.seed)
     return ShuffleSampler(len(labels), cfg.seed)
 
 

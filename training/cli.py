@@ -18,9 +18,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gesture_recognition.boxes import CropConfig
 from gesture_recognition.labels import load_label_map
+
+if TYPE_CHECKING:  # the commands import their heavy modules (ONNX Runtime, torch) when run
+    from gesture_recognition.pipeline import GesturePipeline
 
 
 def _cmd_train_detector(args: argparse.Namespace) -> int:
@@ -83,11 +87,11 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     cache = cache_detections(
         args.models_dir, root, Path(args.out), images=images, conf_threshold=args.conf
     )
-    images = cache["images"]
-    with_hand = sum(1 for e in images.values() if e["boxes"])  # type: ignore[union-attr]
+    cached = cache["images"]
+    with_hand = sum(1 for e in cached.values() if e["boxes"])
     print(
-        f"{len(images)} photos cached in {args.out}: {with_hand} with at least one hand, "  # type: ignore[arg-type]
-        f"{len(cache['failed'])} unreadable"  # type: ignore[arg-type]
+        f"{len(cached)} photos cached in {args.out}: {with_hand} with at least one hand, "
+        f"{len(cache['failed'])} unreadable"
     )
     return 0
 
@@ -163,7 +167,9 @@ def _cmd_train_classifier(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pipeline(detector_dir: str, classifier_dir: str | None, threads: int | None):
+def _pipeline(
+    detector_dir: str, classifier_dir: str | None, threads: int | None
+) -> GesturePipeline:
     from gesture_recognition.artifacts import CLASSIFIER_JSON, CLASSIFIER_ONNX, read_classifier_spec
     from gesture_recognition.pipeline import GesturePipeline, load_detector
     from gesture_recognition.runtime import ClassifierRunner

@@ -144,8 +144,9 @@ def cut_crops(
             crop = image
             report.whole_photo += 1
         else:
-            crop = topmost_hand_crop(image, det.boxes, config)
-            assert crop is not None
+            hand = topmost_hand_crop(image, det.boxes, config)
+            assert hand is not None  # det.boxes is non-empty here: crop_label found a box
+            crop = hand
         split = splits[rel]
         name = Path(rel).with_suffix("").as_posix().replace("/", "__") + ".png"
         dest = out_dir / split / label / name

@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -46,7 +47,7 @@ def cache_detections(
     images: Iterable[Path] | None = None,
     threads: int | None = None,
     conf_threshold: float | None = None,
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """Detect hands in every photo under ``root`` (or in ``images``) into ``out_path`` (JSON).
 
     ``conf_threshold`` overrides the served threshold (for pseudo-labels, whose review wants the
@@ -68,8 +69,8 @@ def cache_detections(
         )
     if cache is None:
         cache = {"detector": identity, "root": str(root), "images": {}, "failed": {}}
-    done: dict[str, object] = cache["images"]  # type: ignore[assignment]
-    failed: dict[str, str] = cache["failed"]  # type: ignore[assignment]
+    done: dict[str, Any] = cache["images"]
+    failed: dict[str, str] = cache["failed"]
     todo = [p for p in (images or list_images(root)) if _rel(p, root) not in done]
     for i, path in enumerate(tqdm(todo, desc="detecting hands", unit="img")):
         rel = _rel(path, root)
@@ -107,7 +108,7 @@ def read_cache(path: Path) -> dict[str, CachedDetections]:
     """The cached photos (relative path -> detections)."""
     cache = _load(path)
     out = {}
-    for rel, entry in cache["images"].items():  # type: ignore[union-attr]
+    for rel, entry in cache["images"].items():
         out[rel] = CachedDetections(
             width=int(entry["width"]),
             height=int(entry["height"]),
@@ -121,11 +122,11 @@ def _rel(path: Path, root: Path) -> str:
     return Path(path).resolve().relative_to(root.resolve()).as_posix()
 
 
-def _load(path: Path) -> dict[str, object]:
+def _load(path: Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def _save(cache: dict[str, object], path: Path) -> None:
+def _save(cache: dict[str, Any], path: Path) -> None:
     # Write-then-rename: a crash mid-write never leaves a truncated cache.
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -124,7 +124,9 @@ def create_classifier(
     load_lite0_imagenet(model)
     if num_classes != 1000:
         # A fresh linear head; timm keeps drop_rate in forward_head, outside the classifier.
-        model.reset_classifier(num_classes)
+        reset_classifier = model.reset_classifier
+        assert callable(reset_classifier)  # every timm model has one (nn.Module types it loosely)
+        reset_classifier(num_classes)
     return model
 
 
@@ -133,6 +135,6 @@ def model_mean_std(
 ) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
     """The input normalisation timm records for the architecture (0.5/0.5 for the tf_ ones)."""
     cfg = getattr(model, "pretrained_cfg", None) or {}
-    mean = tuple(float(v) for v in cfg.get("mean", (0.485, 0.456, 0.406)))
-    std = tuple(float(v) for v in cfg.get("std", (0.229, 0.224, 0.225)))
-    return mean, std  # type: ignore[return-value]
+    r, g, b = (float(v) for v in cfg.get("mean", (0.485, 0.456, 0.406)))
+    sr, sg, sb = (float(v) for v in cfg.get("std", (0.229, 0.224, 0.225)))
+    return (r, g, b), (sr, sg, sb)

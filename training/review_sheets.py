@@ -25,6 +25,7 @@ import math
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, ImageDraw
 from tqdm import tqdm
@@ -59,7 +60,7 @@ def read_voc_boxes(xml_path: Path) -> list[VocBox]:
     return out
 
 
-def _summary(export_dir: Path) -> dict[str, object]:
+def _summary(export_dir: Path) -> dict[str, Any]:
     return json.loads((export_dir / SUMMARY_JSON).read_text(encoding="utf-8"))
 
 
@@ -74,7 +75,7 @@ def write_sheets(
     export_dir = Path(export_dir)
     summary = _summary(export_dir)
     root = Path(str(summary["root"]))
-    photos = [p for p in summary["images"] if p not in (skip or set())]  # type: ignore[union-attr]
+    photos = [p for p in summary["images"] if p not in (skip or set())]
     out = Path(out_dir) if out_dir is not None else export_dir / "sheets"
     out.mkdir(parents=True, exist_ok=True)
     per_sheet = columns * rows
@@ -168,7 +169,7 @@ def apply_decisions(
     tiles = read_index(sheets) if (sheets / INDEX_CSV).is_file() else None
     decisions = read_decisions(decisions_csv, tiles)
     summary = _summary(export_dir)
-    images = set(summary["images"])  # type: ignore[arg-type]
+    images = set(summary["images"])
     unknown = sorted(set(decisions) - images)
     if unknown:
         raise ValueError(f"{len(unknown)} decided photos are not in the export, e.g. {unknown[0]}")
@@ -176,9 +177,9 @@ def apply_decisions(
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} exists and is not empty; choose a new folder")
     # Check every decision before writing anything: a typo must not leave half a folder.
-    for rel, keep in decisions.items():
+    for rel, chosen in decisions.items():
         n_boxes = len(read_voc_boxes(export_dir / "voc" / Path(rel).with_suffix(".xml")))
-        bad = sorted(k for k in keep if not 0 <= k < n_boxes)
+        bad = sorted(k for k in chosen if not 0 <= k < n_boxes)
         if bad:
             raise ValueError(f"{rel}: no box {bad[0]} (it has {n_boxes})")
     report = DecisionReport()

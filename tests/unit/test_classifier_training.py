@@ -24,6 +24,8 @@ from gesture_recognition.training.classification_metrics import (
 )
 from gesture_recognition.training.classifier import (
     ClassifierTrainConfig,
+    DistContext,
+    _train_sampler,
     load_trained_classifier,
     train_classifier,
 )
@@ -232,3 +234,12 @@ def test_tiny_training_run_exports_a_matching_onnx(crops_dir: Path, tmp_path: Pa
     )
     assert [h["epoch"] for h in resumed.history] == [0, 1]
     assert resumed.onnx_path is None
+
+
+def test_distributed_ranks_split_the_rows_between_them(tmp_path: Path) -> None:
+    """Under torchrun without class balancing, each rank gets its own share of the rows."""
+    cfg = ClassifierTrainConfig(tmp_path, tmp_path / "out", balance="none", seed=3)
+    labels = [0, 1, 2, 0, 1, 2, 0]
+    shares = [list(_train_sampler(cfg, labels, DistContext(rank=r, world_size=2))) for r in (0, 1)]
+    assert [len(s) for s in shares] == [4, 4]  # 7 rows padded to 8 so the ranks stay in step
+    assert set(shares[0]) | set(shares[1]) == set(range(len(labels)))

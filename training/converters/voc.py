@@ -58,7 +58,8 @@ def parse_voc(xml_path: Path, root: Path, source: str = "voc") -> ImageRecord:
             return ImageRecord(image_path, [], source, problem="malformed_box")
         if any(c != c for c in coords):
             return ImageRecord(image_path, [], source, problem="malformed_box")
-        boxes.append(HandBox(*coords, label=name))
+        x1, y1, x2, y2 = coords
+        boxes.append(HandBox(x1, y1, x2, y2, label=name))
     return ImageRecord(image_path, boxes, source, width=width, height=height)
 
 
