@@ -85,6 +85,16 @@ def concurrency_range(text: str) -> tuple[int, int, int]:
     return start, end, step
 
 
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from exc
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def option_override(text: str) -> tuple[str, int]:
     """``key=value`` of a ServingOptions integer field."""
     key, sep, value = text.partition("=")
@@ -144,6 +154,8 @@ class Recorder:
     # A round: the naive and served photos/s, with the series and concurrency it ran at.
     throughput_paired: list[dict[str, Any]] = field(default_factory=list)
     interleaved: dict[str, object] = field(default_factory=dict)
+    # gesture-bench tune: one row per variant, round and concurrency (a Point plus the round).
+    tuning_rounds: list[dict[str, Any]] = field(default_factory=list)
 
     def add(self, point: Point) -> None:
         self.series.append(point)
@@ -823,7 +835,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=variant,
         action="append",
         default=[],
-        help="NAME=key=value,key=value (repeatable; 'baseline' is always measured first)",
+        help="NAME=key=value,key=value (repeatable; 'baseline', the defaults with --set, is "
+        "always measured)",
+    )
+    tune.add_argument(
+        "--rounds",
+        type=positive_int,
+        default=3,
+        help="rounds in which every variant is measured in turn (the order rotating)",
     )
 
     rep = sub.add_parser("report", help="redraw REPORT.md from a results.json")
@@ -923,37 +942,65 @@ def cmd_run(args: argparse.Namespace, work: Path) -> int:
 
 
 def cmd_tune(args: argparse.Namespace, work: Path) -> int:
+    """Every variant served at once, measured in rounds that take turns (the order rotating):
+    on a host whose speed drifts by a fifth within minutes, variants measured one after
+    another differ by the drift, variants measured in the same round by what they change."""
     base = dict(args.overrides)
-    variants = [("baseline", {})] + [v for v in args.variant if v[0] != "baseline"]
+    variants = [("baseline", {}), *args.variant]
+    names = [name for name, _ in variants]
+    if len(set(names)) != len(names):
+        raise SystemExit(
+            f"gesture-bench: variant names must differ ('baseline' is the defaults, always "
+            f"measured): {', '.join(names)}"
+        )
     rec = Recorder(notes=list(args.note))
     photos: list[PhotoTensors] = []
+    inputs: dict[str, Path] = {}
     lines = ["| variant | options |", "|---|---|"]
-    for name, overrides in variants:
-        opts = serving_options({**base, **overrides})
-        print(f"== variant {name}: {overrides or 'defaults'}", flush=True)
-        _, photos = trace(args.models_dir, args.photos, args.limit, opts)
-        # Each variant is a repository of its own, served here: no --server, the cpu flavour.
-        sub_args = argparse.Namespace(
-            **{
-                **vars(args),
-                "shared_memory": False,
-                "quick": True,
-                "server": None,
-                "flavour": "cpu",
-            }
-        )
-        run_served(
-            rec,
-            sub_args,
-            photos,
-            opts,
-            work / name,
-            args.out,
-            label_prefix=f"tune {name}",
-        )
-        lines.append(f"| {name} | `{json.dumps(overrides) if overrides else 'defaults'}` |")
+    with contextlib.ExitStack() as stack:
+        servers: dict[str, TritonServer] = {}
+        for name, overrides in variants:
+            opts = serving_options({**base, **overrides})
+            print(f"== variant {name}: {overrides or 'defaults'}", flush=True)
+            _, photos = trace(args.models_dir, args.photos, args.limit, opts)
+            configs = model_configs("cpu", read_specs(args.models_dir), opts)
+            inputs[name] = write_input_data(configs, photos, work / name / "inputs")[ENSEMBLE]
+            repository = build_repository("cpu", args.models_dir, work / name / "repository", opts)
+            servers[name] = stack.enter_context(served(repository, work / name))
+            lines.append(f"| {name} | `{json.dumps(overrides) if overrides else 'defaults'}` |")
+        for round_no in range(1, args.rounds + 1):
+            shift = (round_no - 1) % len(variants)
+            for name, _ in variants[shift:] + variants[:shift]:
+                for protocol in args.protocols:
+                    label = f"tune {name} {ENSEMBLE} {'gRPC' if protocol == 'grpc' else 'HTTP'}"
+                    before = len(rec.series)
+                    perf_series(
+                        rec,
+                        servers[name],
+                        f"{label} round {round_no}",
+                        ENSEMBLE,
+                        protocol,
+                        inputs[name],
+                        args.concurrency,
+                        args.out,
+                        args.request_count,
+                    )
+                    rec.tuning_rounds += [
+                        {
+                            "round": round_no,
+                            "variant": name,
+                            "protocol": protocol,
+                            "label": label,
+                            **p.as_dict(),
+                        }
+                        for p in rec.series[before:]
+                    ]
     results = _results(args, rec, serving_options(base), photos, "Tuning: serving-option variants")
+    # The table and plots show each variant's medians over the rounds; every round is listed
+    # under the tuning summary.
+    results["series"] = [p.as_dict() for p in rp.round_medians(rec.tuning_rounds)]
     results["tuning"] = lines
+    results["tuning_rounds"] = rec.tuning_rounds
     report = _write(args.out, results)
     print(f"== report: {report}")
     return EXIT_OK

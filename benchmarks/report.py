@@ -5,6 +5,7 @@ without re-measuring: ``gesture-bench report DIR``)."""
 from __future__ import annotations
 
 import json
+import statistics
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -245,6 +246,70 @@ def table(series: Sequence[Point]) -> list[str]:
     return rows
 
 
+ROUND_FIELDS = ("throughput", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "avg_ms")
+
+
+def round_medians(rows: Sequence[dict[str, Any]]) -> list[Point]:
+    """One point per series (``label``) and concurrency from ``gesture-bench tune``'s rounds:
+    each column the median of its rounds (so a row need not be one round), requests summed."""
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        groups[(r["label"], int(r["concurrency"]))].append(r)
+    return [
+        Point(
+            series=label,
+            concurrency=concurrency,
+            requests=sum(int(r["requests"]) for r in group),
+            **{k: statistics.median(float(r[k]) for r in group) for k in ROUND_FIELDS},
+        )
+        for (label, concurrency), group in groups.items()
+    ]
+
+
+def tuning_round_lines(rows: Sequence[dict[str, Any]], baseline: str = "baseline") -> list[str]:
+    """Each variant against the baseline measured in the same round, then every round."""
+    rounds = sorted({int(r["round"]) for r in rows})
+
+    def key(r: dict[str, Any]) -> tuple[int, str, int]:
+        return int(r["round"]), str(r["protocol"]), int(r["concurrency"])
+
+    base_rows = {key(r): r for r in rows if r["variant"] == baseline}
+    ratios: dict[tuple[str, int], list[tuple[float, float]]] = defaultdict(list)
+    for r in rows:
+        base = base_rows.get(key(r))
+        if base is None or r["variant"] == baseline:
+            continue
+        ratios[(r["label"], int(r["concurrency"]))].append(
+            (r["throughput"] / base["throughput"], r["p50_ms"] / base["p50_ms"])
+        )
+    out = [
+        f"Against the baseline in the same round (median of the per-round ratios, "
+        f"{len(rounds)} rounds; above 1 = more photos/s, or a slower p50):",
+        "",
+        "| series | concurrency | photos/s vs baseline | p50 vs baseline | rounds |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for (label, concurrency), pairs in ratios.items():
+        out.append(
+            f"| {label} | {concurrency} | "
+            f"{statistics.median(t for t, _ in pairs):.2f}x | "
+            f"{statistics.median(p for _, p in pairs):.2f}x | {len(pairs)} |"
+        )
+    out += [
+        "",
+        "Every round (the variants took turns, the order rotating each round):",
+        "",
+        "| round | series | concurrency | photos/s | p50 ms | p99 ms |",
+        "|---:|---|---:|---:|---:|---:|",
+    ]
+    for r in sorted(rows, key=lambda r: (r["round"], r["label"], r["concurrency"])):
+        out.append(
+            f"| {r['round']} | {r['label']} | {r['concurrency']} | {r['throughput']:.1f} | "
+            f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} |"
+        )
+    return out
+
+
 def breakdown_table(rows: Sequence[dict[str, Any]]) -> list[str]:
     out = [
         "| model | requests | queue ms | compute input ms | compute infer ms | "
@@ -371,6 +436,13 @@ def write_report(out_dir: Path) -> Path:
         ]
     if results.get("tuning"):
         lines += ["## Tuning", "", *results["tuning"], ""]
+    if results.get("tuning_rounds"):
+        lines += [
+            "The results above are each variant's medians over its rounds.",
+            "",
+            *tuning_round_lines(results["tuning_rounds"]),
+            "",
+        ]
     lines += ["## Commands", "", "```"]
     lines += [f"# {name}\n{cmd}" for name, cmd in results.get("commands", {}).items()]
     lines += ["```", ""]

@@ -4,6 +4,7 @@ with real photos, on every entry point, and its numbers agree with the server's 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -205,10 +206,22 @@ def test_gesture_bench_refuses_a_server_of_another_flavour(
     assert "no ready hand_preprocess" in capsys.readouterr().err
 
 
-def test_gesture_bench_tune_writes_a_report(tmp_path: Path) -> None:
+def test_gesture_bench_tune_measures_the_variants_in_rounds(tmp_path: Path) -> None:
     out = tmp_path / "tuning"
-    args = ["tune", "--limit", "1", "--concurrency", "1", "--request-count", "4"]
-    code = bench_main([*args, "--protocols", "grpc", "--out", str(out)])
+    args = ["tune", "--limit", "1", "--concurrency", "1", "--request-count", "4", "--rounds", "2"]
+    variant = ["--variant", "one=detector_instances=1,classifier_instances=1"]
+    code = bench_main([*args, *variant, "--protocols", "grpc", "--out", str(out)])
     assert code == 0
+    rounds = json.loads((out / "results.json").read_text())["tuning_rounds"]
+    # Both servers up at once, each measured in each round, the order rotating.
+    assert [(r["round"], r["variant"]) for r in rounds] == [
+        (1, "baseline"),
+        (1, "one"),
+        (2, "one"),
+        (2, "baseline"),
+    ]
     text = (out / "REPORT.md").read_text()
-    assert "| tune baseline gesture_ensemble gRPC | 1 |" in text
+    assert "| tune baseline gesture_ensemble gRPC | 1 |" in text  # the medians
+    assert "| tune one gesture_ensemble gRPC | 1 |" in text
+    assert re.search(r"\| tune one gesture_ensemble gRPC \| 1 \| [\d.]+x \| [\d.]+x \| 2 \|", text)
+    assert "| 2 | tune baseline gesture_ensemble gRPC | 1 |" in text  # every round

@@ -20,6 +20,7 @@ from gesture_recognition.benchmarks.cli import (
     concurrency_range,
     external_server,
     option_override,
+    positive_int,
     variant,
 )
 from gesture_recognition.benchmarks.cli import main as bench_main
@@ -694,3 +695,57 @@ def test_a_measurement_that_never_settles_is_noted_not_fatal(tmp_path: Path, mon
     monkeypatch.setattr(pa, "run_until_stable", broken)
     with pytest.raises(pa.PerfAnalyzerError):  # a crash still ends the run: it is a bug
         cli.try_run_stable(rec, spec, tmp_path / "log", "served")
+
+
+def _round_row(round_no: int, name: str, photos_s: float, p50: float) -> dict[str, object]:
+    return {
+        "round": round_no,
+        "variant": name,
+        "protocol": "grpc",
+        "label": f"tune {name} gesture_ensemble gRPC",
+        "series": f"tune {name} gesture_ensemble gRPC round {round_no}",
+        "concurrency": 1,
+        "throughput": photos_s,
+        "p50_ms": p50,
+        "p90_ms": p50 + 1,
+        "p95_ms": p50 + 2,
+        "p99_ms": p50 + 3,
+        "avg_ms": p50,
+        "requests": 40,
+    }
+
+
+def test_tuning_rounds_compare_each_variant_with_the_baseline_of_its_round() -> None:
+    # The host slows down by half in round 2: the variant is 10 % faster in both rounds, which
+    # the per-round ratios show and the pooled medians would blur.
+    rows = [
+        _round_row(1, "baseline", 40.0, 25.0),
+        _round_row(1, "cls2", 44.0, 22.5),
+        _round_row(2, "cls2", 22.0, 45.0),
+        _round_row(2, "baseline", 20.0, 50.0),
+    ]
+    medians = {p.series: p for p in rp.round_medians(rows)}
+    assert medians["tune cls2 gesture_ensemble gRPC"].throughput == pytest.approx(33.0)
+    assert medians["tune baseline gesture_ensemble gRPC"].p50_ms == pytest.approx(37.5)
+    assert medians["tune baseline gesture_ensemble gRPC"].requests == 80
+    lines = rp.tuning_round_lines(rows)
+    assert "| tune cls2 gesture_ensemble gRPC | 1 | 1.10x | 0.90x | 2 |" in lines
+    assert not any(line.startswith("| tune baseline") for line in lines)  # no self-ratio
+    assert "| 2 | tune baseline gesture_ensemble gRPC | 1 | 20.0 | 50.0 | 53.0 |" in lines
+
+
+def test_a_round_without_its_baseline_is_not_compared() -> None:
+    rows = [_round_row(1, "baseline", 40.0, 25.0), _round_row(2, "cls2", 44.0, 22.5)]
+    lines = rp.tuning_round_lines(rows)
+    assert not any("x |" in line for line in lines)
+
+
+@pytest.mark.parametrize("text", ["0", "-2", "three"])
+def test_rounds_must_be_a_positive_integer(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError):
+        positive_int(text)
+
+
+def test_tune_refuses_variants_of_one_name(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="variant names must differ"):
+        bench_main(["tune", "--variant", "baseline=ort_threads=1", "--out", str(tmp_path)])
