@@ -903,9 +903,18 @@ def _write(out: Path, results: dict) -> Path:
     return rp.write_report(out)
 
 
+def clear_run_files(out: Path) -> None:
+    """Drop an earlier run's perf_analyzer CSVs and logs from ``out``: a report folder must
+    not keep files of series (or models) the new run no longer measures."""
+    for folder, suffix in (("csv", ".csv"), ("logs", ".log")):
+        for path in (out / folder).glob(f"*{suffix}"):
+            path.unlink()
+
+
 def cmd_run(args: argparse.Namespace, work: Path) -> int:
     opts = serving_options(dict(args.overrides))
     rec = Recorder(notes=list(args.note))
+    clear_run_files(args.out)
     print(f"== tracing {args.limit} photos from {args.photos}", flush=True)
     pipeline, photos = trace(args.models_dir, args.photos, args.limit, opts, args.providers)
     if args.server is not None:
@@ -954,6 +963,7 @@ def cmd_tune(args: argparse.Namespace, work: Path) -> int:
             f"measured): {', '.join(names)}"
         )
     rec = Recorder(notes=list(args.note))
+    clear_run_files(args.out)
     photos: list[PhotoTensors] = []
     inputs: dict[str, Path] = {}
     lines = ["| variant | options |", "|---|---|"]

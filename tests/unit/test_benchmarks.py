@@ -17,6 +17,7 @@ from gesture_recognition.benchmarks import perf_analyzer as pa
 from gesture_recognition.benchmarks import report as rp
 from gesture_recognition.benchmarks.cli import (
     ExternalServer,
+    clear_run_files,
     concurrency_range,
     external_server,
     option_override,
@@ -749,3 +750,16 @@ def test_rounds_must_be_a_positive_integer(text: str) -> None:
 def test_tune_refuses_variants_of_one_name(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="variant names must differ"):
         bench_main(["tune", "--variant", "baseline=ort_threads=1", "--out", str(tmp_path)])
+
+
+def test_a_new_run_drops_the_last_runs_csvs_and_logs_only(tmp_path: Path) -> None:
+    (tmp_path / "csv").mkdir()
+    (tmp_path / "logs").mkdir()
+    stale = [tmp_path / "csv" / "model_gesture_decision_gRPC_c1.csv", tmp_path / "logs" / "a.log"]
+    kept = [tmp_path / "REPORT.md", tmp_path / "csv" / "notes.txt"]
+    for path in stale + kept:
+        path.write_text("x")
+    clear_run_files(tmp_path)
+    assert not any(p.exists() for p in stale)
+    assert all(p.exists() for p in kept)
+    clear_run_files(tmp_path / "never-written")  # a first run: nothing to clear
