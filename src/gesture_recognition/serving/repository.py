@@ -96,6 +96,8 @@ CPU_QUEUE_DELAY_US = 0
 # servers up at once, perf_analyzer alternating, concurrency 4, medians of 4): one instance and
 # no gate 39.7 photos/s; (2, 1) gated 47.5; (2, 2) gated 47.8; (2, 2) without the gate 43.3. At
 # concurrency 1 all within 1 ms; at concurrency 2 (2, 2) was best (37.8 vs 35.6 and 33.5).
+# Re-checked with `gesture-bench tune` rounds (reports/perf/tuning): (1, 1) gated gives 0.80x
+# the photos/s at concurrency 2 (8 of 8 rounds), the same at 1 and 5.
 CPU_INSTANCES = (2, 2)
 # On a GPU a short wait fills batches that the GPU runs for almost the cost of one image.
 GPU_QUEUE_DELAY_US = 500
