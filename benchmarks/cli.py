@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from gesture_recognition.arguments import positive_int
 from gesture_recognition.artifacts import shipped_models_dir
 from gesture_recognition.paths import shown_path
 from gesture_recognition.pipeline import GesturePipeline
@@ -83,16 +84,6 @@ def concurrency_range(text: str) -> tuple[int, int, int]:
     if len(parts) > 3 or start < 1 or end < start or step < 1:
         raise argparse.ArgumentTypeError(f"bad concurrency range {text!r} (use 1:4 or 1:8:2)")
     return start, end, step
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from exc
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def option_override(text: str) -> tuple[str, int]:

@@ -21,7 +21,6 @@ from gesture_recognition.benchmarks.cli import (
     concurrency_range,
     external_server,
     option_override,
-    positive_int,
     variant,
 )
 from gesture_recognition.benchmarks.cli import main as bench_main
@@ -742,9 +741,10 @@ def test_a_round_without_its_baseline_is_not_compared() -> None:
 
 
 @pytest.mark.parametrize("text", ["0", "-2", "three"])
-def test_rounds_must_be_a_positive_integer(text: str) -> None:
-    with pytest.raises(argparse.ArgumentTypeError):
-        positive_int(text)
+def test_rounds_must_be_a_positive_integer(text: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        bench_main(["tune", "--rounds", text])
+    assert "--rounds" in capsys.readouterr().err
 
 
 def test_tune_refuses_variants_of_one_name(tmp_path: Path) -> None:
