@@ -324,7 +324,7 @@ def paired_rounds(
     photos: Sequence[PhotoTensors],
     input_json: Path,
     out: Path,
-    replay: TritonServer | None = None,
+    replay: Replay | None = None,
 ) -> None:
     """The concurrency-1 latency comparison, alternated: in-process, served, in-process, ...
 
@@ -391,30 +391,43 @@ def floor_round(
     rec: Recorder,
     args: argparse.Namespace,
     spec: pa.PerfRun,
-    replay: TritonServer,
+    replay: Replay,
     round_no: int,
     result: dict[str, float],
     out: Path,
 ) -> str:
     """One round's Triton floor: the served run's perf_analyzer settings against the replay
-    repository (benchmarks.floor); fills ``result`` and returns the progress text."""
+    repository (benchmarks.floor), with the benchmark's photos and with a tiny one; fills
+    ``result`` and returns the progress text."""
     message = ""
-    modes = [("", "none")] + ([("_shm", "system")] if args.shared_memory else [])
-    for suffix, memory in modes:
-        floor_spec = dataclasses.replace(
-            spec,
-            url=replay.grpc_url,
-            csv_path=out / "csv" / f"paired_round{round_no}_floor{suffix}.csv",
-            shared_memory=memory,
-            output_shared_memory_size=OUTPUT_SHM_BYTES if memory != "none" else 0,
-        )
-        log = out / "logs" / f"paired_round{round_no}_floor{suffix}.log"
-        rows = try_run_stable(rec, floor_spec, log, f"floor{suffix}")
-        if rows is not None:
-            point = point_from_perf_row("floor", rows[-1], 0)
-            result[f"floor{suffix}_p50_ms"] = point.p50_ms
-            message += f", floor{suffix.replace('_', ' ')} {point.p50_ms:.1f} ms"
+    memories = [("", "none")] + ([("_shm", "system")] if args.shared_memory else [])
+    photos = [("", spec.input_data), ("_small", replay.small_photo_input)]
+    for size, input_data in photos:
+        for memory_suffix, memory in memories:
+            suffix = size + memory_suffix
+            floor_spec = dataclasses.replace(
+                spec,
+                url=replay.server.grpc_url,
+                input_data=input_data,
+                csv_path=out / "csv" / f"paired_round{round_no}_floor{suffix}.csv",
+                shared_memory=memory,
+                output_shared_memory_size=OUTPUT_SHM_BYTES if memory != "none" else 0,
+            )
+            log = out / "logs" / f"paired_round{round_no}_floor{suffix}.log"
+            rows = try_run_stable(rec, floor_spec, log, f"floor{suffix}")
+            if rows is not None:
+                point = point_from_perf_row("floor", rows[-1], 0)
+                result[f"floor{suffix}_p50_ms"] = point.p50_ms
+                message += f", floor{suffix.replace('_', ' ')} {point.p50_ms:.1f} ms"
     return message
+
+
+@dataclass(frozen=True)
+class Replay:
+    """The floor's replay server and the perf_analyzer input holding its tiny photo."""
+
+    server: TritonServer
+    small_photo_input: Path
 
 
 @contextlib.contextmanager
@@ -423,16 +436,18 @@ def floor_server(
     configs: dict[str, ModelConfig],
     photos: Sequence[PhotoTensors],
     work: Path,
-) -> Iterator[TritonServer]:
+) -> Iterator[Replay]:
     """The replay repository of ``server``'s ensemble (benchmarks.floor), served beside it."""
     photo = floor.replay_photo(list(photos))
     answers = floor.record_answers(server.grpc_url, configs, ENSEMBLE, photo)
     repository = floor.build_floor_repository(
         server.model_repository, ENSEMBLE, answers, work / "floor_repository"
     )
+    (image_input,) = (t.name for t in configs[ENSEMBLE].inputs)
+    small = floor.write_small_photo_input(image_input, work / "floor_inputs" / "small_photo.json")
     print(f"== Triton floor: models replay their answers for {photo.name}", flush=True)
     with served(repository, work) as floor_triton:
-        yield floor_triton
+        yield Replay(floor_triton, small)
 
 
 def interleaved_rounds(
@@ -771,7 +786,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--floor",
         action="store_true",
         help="time, in each paired round, the same ensemble whose models replay recorded "
-        "answers: Triton's own cost at concurrency 1 (local server only)",
+        f"answers, with the benchmark's photos and with a {floor.SMALL_PHOTO_LABEL} one: "
+        "Triton's own cost at concurrency 1 and how much of it is moving the photo (local "
+        "server only)",
     )
     run.add_argument(
         "--interleaved-requests",

@@ -7,10 +7,16 @@ composing model's ``config.pbtxt`` as they are (same tensors, instances and para
 gives each composing model a ``model.py`` that reads its inputs and answers with the outputs the
 real model gave for one photo (recorded from the live server). Served this way, a request
 costs everything Triton does and none of the networks' or pre-processing's work.
+
+The same replay served a tiny photo in place of the real ones splits that floor in two: what
+each request costs whatever it carries, and what moving the photo costs (the client's transport
+and a copy into every Python-backend step that takes it: the detector's and the crop step's).
+The replayed answers do not depend on the photo, so only the bytes moved differ.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,9 +25,12 @@ import numpy as np
 
 from gesture_recognition.serving.repository import ModelConfig
 
-from .inputs import PhotoTensors, model_input_sources
+from .inputs import PhotoTensors, model_input_sources, tensor_entry
 
 ANSWERS = "answers.npz"
+# The tiny photo of the split floor: height, width (any size the ensemble accepts would do).
+SMALL_PHOTO_SHAPE = (48, 64)
+SMALL_PHOTO_LABEL = f"{SMALL_PHOTO_SHAPE[1]}x{SMALL_PHOTO_SHAPE[0]}"  # width x height
 
 REPLAY_MODEL = '''"""Replays recorded answers (gesture-bench's Triton floor): reads every input
 as the real model does, computes nothing, answers with the outputs in answers.npz."""
@@ -125,3 +134,13 @@ def build_floor_repository(
         (version / "model.py").write_text(REPLAY_MODEL, encoding="utf-8")
         np.savez(version / ANSWERS, **{k: _storable(v) for k, v in outputs.items()})
     return out
+
+
+def write_small_photo_input(
+    image_input: str, path: Path, shape: tuple[int, int] = SMALL_PHOTO_SHAPE
+) -> Path:
+    """perf_analyzer input data for the ensemble holding one tiny grey photo as ``image_input``."""
+    photo = np.full((*shape, 3), 128, dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"data": [{image_input: tensor_entry(photo)}]}), encoding="utf-8")
+    return path

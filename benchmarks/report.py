@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .floor import SMALL_PHOTO_LABEL
 from .measure import Point
 
 RESULTS_JSON = "results.json"
@@ -58,6 +59,8 @@ def paired_ratio(
 FLOOR_COLUMNS = (
     ("floor_p50_ms", "Triton floor gRPC p50 ms"),
     ("floor_shm_p50_ms", "Triton floor + system shm p50 ms"),
+    ("floor_small_p50_ms", f"Triton floor, {SMALL_PHOTO_LABEL} photo, gRPC p50 ms"),
+    ("floor_small_shm_p50_ms", f"Triton floor, {SMALL_PHOTO_LABEL} photo, + system shm p50 ms"),
 )
 
 
@@ -94,17 +97,16 @@ def paired_table(paired: Sequence[dict[str, float]]) -> list[str]:
 
 def floor_lines(paired: Sequence[dict[str, float]]) -> list[str]:
     """What Triton alone costs at concurrency 1 (``gesture-bench run --floor``) against what
-    the latency target leaves to it, medians of the paired rounds."""
+    the latency target leaves to it, and how much of it is moving the photo; medians of the
+    paired rounds."""
     local = _median([r["inprocess_p50_ms"] for r in paired])
     if local is None:
         return []
     budget = (LATENCY_TARGET - 1) * local
     lines = []
-    for (key, _), served_key, client in zip(
-        FLOOR_COLUMNS,
-        ("served_p50_ms", "served_shm_p50_ms"),
-        ("gRPC", "gRPC + system shm"),
-        strict=True,
+    for key, small_key, served_key, client in (
+        ("floor_p50_ms", "floor_small_p50_ms", "served_p50_ms", "gRPC"),
+        ("floor_shm_p50_ms", "floor_small_shm_p50_ms", "served_shm_p50_ms", "gRPC + system shm"),
     ):
         rounds = [r for r in paired if key in r and served_key in r]
         if not rounds:
@@ -112,13 +114,25 @@ def floor_lines(paired: Sequence[dict[str, float]]) -> list[str]:
         floor = _median([r[key] for r in rounds])
         added = _median([r[served_key] - r["inprocess_p50_ms"] for r in rounds])
         assert floor is not None and added is not None
-        lines.append(
+        line = (
             f"- Triton's own cost at concurrency 1, {client}: the same ensemble and configs "
             f"with models that replay recorded answers (no network, no pre-processing), median "
             f"of {len(rounds)} rounds: p50 **{floor:.1f} ms**; the server added {added:.1f} ms "
             f"to the in-process p50 ({local:.1f} ms), the {LATENCY_TARGET}x target allows "
             f"{budget:.1f} ms"
         )
+        split = [r for r in rounds if small_key in r]
+        if split:
+            small = _median([r[small_key] for r in split])
+            moving = _median([r[key] - r[small_key] for r in split])
+            assert small is not None and moving is not None
+            line += (
+                f". With a {SMALL_PHOTO_LABEL} photo in place of the benchmark's "
+                f"({len(split)} rounds): {small:.1f} ms; moving the photo (the transport, "
+                f"and a copy into each Python step that takes it) costs {moving:.1f} ms of "
+                "the floor"
+            )
+        lines.append(line)
     return lines
 
 

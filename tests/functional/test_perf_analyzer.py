@@ -128,7 +128,8 @@ def test_gesture_bench_quick_run_writes_a_report(tmp_path: Path, repo_root: Path
 
 def test_gesture_bench_times_the_triton_floor(tmp_path: Path) -> None:
     """``--floor``: the replay repository is built from the live server's answers, served
-    beside it and timed in the paired rounds, plain gRPC and shared memory."""
+    beside it and timed in the paired rounds, plain gRPC and shared memory, with the
+    benchmark's photos and with a tiny one (the replayed answers ignore the photo)."""
     out = tmp_path / "report"
     work = tmp_path / "work"
     floor_args = ("--floor", "--shared-memory", "--interleaved-requests", "0")
@@ -138,8 +139,10 @@ def test_gesture_bench_times_the_triton_floor(tmp_path: Path) -> None:
     (paired,) = results["paired"]
     assert 0 < paired["floor_p50_ms"] < paired["served_p50_ms"]
     assert paired["floor_shm_p50_ms"] > 0
+    assert paired["floor_small_p50_ms"] > 0 and paired["floor_small_shm_p50_ms"] > 0
     text = (out / "REPORT.md").read_text()
     assert "Triton's own cost at concurrency 1, gRPC:" in text
+    assert "With a 64x48 photo in place of the benchmark's (1 rounds)" in text
     assert "Triton's own cost at concurrency 1, gRPC + system shm:" in text
     assert "| Triton floor gRPC p50 ms |" in text
     # The replay models answer what the real ones answered for the recorded photo.

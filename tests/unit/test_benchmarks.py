@@ -549,29 +549,50 @@ def test_the_triton_floor_is_set_against_what_the_target_leaves(tmp_path: Path) 
             "served_shm_p50_ms": 20.0 + added - 1.0,
             "floor_p50_ms": floor,
             "floor_shm_p50_ms": floor - 0.5,
+            "floor_small_p50_ms": floor - 1.5,
+            "floor_small_shm_p50_ms": floor - 1.2,
             "inprocess_avg_ms": 21.0,
             "served_avg_ms": 24.0,
         }
         for i, (added, floor) in enumerate(((4.0, 2.5), (5.0, 2.7), (4.4, 2.6)), start=1)
     ]
     results["paired"][2].pop("floor_shm_p50_ms")  # a round whose floor shm run failed
+    results["paired"][2].pop("floor_small_p50_ms")  # and its tiny-photo gRPC run
     (tmp_path / rp.RESULTS_JSON).write_text(json.dumps(results))
     text = rp.write_report(tmp_path).read_text()
     assert (
         "- Triton's own cost at concurrency 1, gRPC: the same ensemble and configs with models "
         "that replay recorded answers (no network, no pre-processing), median of 3 rounds: "
         "p50 **2.6 ms**; the server added 4.4 ms to the in-process p50 (20.0 ms), the 1.15x "
-        "target allows 3.0 ms"
+        "target allows 3.0 ms. With a 64x48 photo in place of the benchmark's (2 rounds): "
+        "1.1 ms; moving the photo (the transport, and a copy into each Python step that takes "
+        "it) costs 1.5 ms of the floor"
     ) in text
     assert "gRPC + system shm: the same ensemble and configs" in text
     assert "median of 2 rounds: p50 **2.1 ms**; the server added 3.5 ms" in text
-    assert "| Triton floor gRPC p50 ms | Triton floor + system shm p50 ms |" in text
-    assert "| 3 | 20.0 | 24.4 | 1.22 | 23.4 | 1.17 | 2.6 | - | 21.0 | 24.0 |" in text
+    # The shm split counts only the rounds with both shm floors (1 and 2).
+    assert "(2 rounds): 1.4 ms; moving the photo" in text
+    assert "costs 0.7 ms of the floor" in text
+    assert (
+        "| Triton floor gRPC p50 ms | Triton floor + system shm p50 ms | Triton floor, 64x48 "
+        "photo, gRPC p50 ms | Triton floor, 64x48 photo, + system shm p50 ms |"
+    ) in text
+    assert "| 3 | 20.0 | 24.4 | 1.22 | 23.4 | 1.17 | 2.6 | - | - | 1.4 | 21.0 | 24.0 |" in text
     # Without floor timings: no floor line, no floor columns.
     for r in results["paired"]:
-        r.pop("floor_p50_ms"), r.pop("floor_shm_p50_ms", None)
+        for key in ("floor_p50_ms", "floor_shm_p50_ms", "floor_small_p50_ms"):
+            r.pop(key, None)
+        r.pop("floor_small_shm_p50_ms")
     assert rp.floor_lines(results["paired"]) == []
     assert "floor" not in rp.paired_table(results["paired"])[0]
+
+
+def test_the_small_floor_photo_is_a_tiny_image_for_the_ensemble_input(tmp_path: Path) -> None:
+    path = floor.write_small_photo_input("IMAGE", tmp_path / "inputs" / "small.json")
+    (entry,) = json.loads(path.read_text())["data"]
+    photo = decode_tensor_entry(entry["IMAGE"], np.dtype(np.uint8))
+    assert photo.shape == (*floor.SMALL_PHOTO_SHAPE, 3)
+    assert floor.SMALL_PHOTO_LABEL == "64x48"
 
 
 def test_the_floor_repository_replays_answers_beside_the_served_configs(tmp_path: Path) -> None:
