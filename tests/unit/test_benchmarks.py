@@ -469,6 +469,33 @@ def test_report_judges_the_interleaved_comparison(
     ) in text
 
 
+def test_the_concurrency_1_target_is_met_only_when_every_measure_meets_it() -> None:
+    paired = [
+        {"round": i, "inprocess_p50_ms": local, "served_p50_ms": local * 1.05}
+        | {"served_shm_p50_ms": local * 1.1}
+        for i, local in enumerate((30.0, 24.5, 36.0), start=1)
+    ]
+    interleaved = {
+        "requests": 240,
+        "series": {
+            rp.INPROCESS: {"p50_ms": 30.0},
+            rp.INTERLEAVED_GRPC: {"p50_ms": 36.3, "ratio": 1.21},
+        },
+    }
+    (line,) = rp.latency_summary(paired, interleaved)
+    assert line == (
+        "- **Latency at concurrency 1, every measure of this run: NOT met** (target <= 1.15x "
+        "by each; met by 2 of 3: perf_analyzer rounds, gRPC 1.05x; perf_analyzer rounds, "
+        f"gRPC + system shm 1.10x; request-interleaved, {rp.INTERLEAVED_GRPC} 1.21x); the "
+        "in-process p50 ranged 24.5-36.0 ms across the paired rounds"
+    )
+    interleaved["series"][rp.INTERLEAVED_GRPC]["ratio"] = 1.15
+    (line,) = rp.latency_summary(paired, interleaved)
+    assert "every measure of this run: met** (target <= 1.15x by each; met by 3 of 3" in line
+    # One measure alone gets no summary: its own target line says it all.
+    assert rp.latency_summary([], interleaved) == []
+
+
 def test_report_names_the_gpus_it_ran_on(tmp_path: Path) -> None:
     results = _results(27.0, 45.0, 12.0)
     (tmp_path / rp.RESULTS_JSON).write_text(json.dumps(results))
