@@ -2,10 +2,27 @@
 # Create .venv at the repository root and install the project into it.
 #   scripts/bootstrap.sh serve   -> serving + clients only (onnxruntime, Triton binary, tritonclient)
 #   scripts/bootstrap.sh all     -> everything: training (torch, ultralytics, timm) and the tests
+#   scripts/bootstrap.sh teacher -> .venv-teacher: MediaPipe Hands (the box teacher) + this
+#                                   package; its opencv-contrib-python and protobuf<5 would
+#                                   clash with ultralytics' opencv-python in .venv
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what="${1:-serve}"
 PY="${PYTHON:-python3}"
+if [ "$what" = teacher ]; then
+  if [ ! -x .venv-teacher/bin/python ]; then
+    echo "== creating .venv-teacher with $($PY --version)"
+    "$PY" -m venv .venv-teacher
+  fi
+  LOG=".venv-teacher/bootstrap.log"
+  if ! .venv-teacher/bin/python -m pip install -q -e ".[teacher]" >"$LOG" 2>&1; then
+    tail -n 40 "$LOG" >&2
+    echo "pip install -e .[teacher] failed (full log: $LOG)" >&2
+    exit 1
+  fi
+  echo "== .venv-teacher ready (MediaPipe Hands teacher)"
+  exit 0
+fi
 if [ ! -x .venv/bin/python ]; then
   echo "== creating .venv with $($PY --version)"
   "$PY" -m venv .venv
@@ -34,7 +51,7 @@ case "$what" in
     scripts/install_perf_analyzer.sh
     ;;
   *)
-    echo "usage: scripts/bootstrap.sh serve|all" >&2
+    echo "usage: scripts/bootstrap.sh serve|all|teacher" >&2
     exit 2
     ;;
 esac

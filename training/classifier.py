@@ -45,7 +45,6 @@ from tqdm import tqdm
 
 from gesture_recognition.artifacts import ClassifierSpec
 from gesture_recognition.boxes import CropConfig
-from gesture_recognition.images import load_image
 from gesture_recognition.labels import LabelMap, load_label_map
 from gesture_recognition.training.classification_metrics import (
     accuracy,
@@ -57,8 +56,8 @@ from gesture_recognition.training.classifier_data import (
     BalancedSampler,
     CropDataset,
     CropManifest,
-    CropRecord,
     EvalTransform,
+    ServedView,
     ShuffleSampler,
     TrainTransform,
     class_weights,
@@ -76,6 +75,7 @@ from gesture_recognition.training.pretrained import (
 BEST_CHECKPOINT = "best.pt"
 LAST_CHECKPOINT = "last.pt"
 Balance = Literal["sampler", "loss", "none"]
+TightCrops = Literal["served", "stretch"]
 
 
 # --------------------------------------------------------------------------- configuration
@@ -108,6 +108,17 @@ class ClassifierTrainConfig:
     export_dir: Path | None = None  # default <out_dir>/onnx
     verify_samples: int = 32  # validation crops the ONNX export is checked on
     progress: bool = True
+    # ``tight_box`` rows (ready-made tight hand crops): shown in the served crop geometry
+    # (``served``, ServedView) or stretched to the input as they are (``stretch``).
+    tight_crops: TightCrops = "served"
+    # Balanced draws per epoch (None: as many as training rows): a large set in shorter epochs,
+    # so validation, early stopping and checkpoints come more often.
+    samples_per_epoch: int | None = None
+    # Blocks (after the stem) left as pretrained: their features are generic, and on a CPU
+    # their backward pass is most of a step's cost at full resolution.
+    freeze_blocks: int = 0
+    # NHWC convolutions: ~1.5x faster training steps on this CPU (oneDNN), same results.
+    channels_last: bool = True
 
     def __post_init__(self) -> None:
         self.crops_dir = Path(self.crops_dir)
@@ -116,6 +127,12 @@ class ClassifierTrainConfig:
             self.resume = Path(self.resume)
         if self.export_dir is not None:
             self.export_dir = Path(self.export_dir)
+        if self.tight_crops not in ("served", "stretch"):
+            raise ValueError(f"tight_crops must be served or stretch, got {self.tight_crops!r}")
+        if self.samples_per_epoch is not None and self.samples_per_epoch < 1:
+            raise ValueError(f"samples_per_epoch must be >= 1, got {self.samples_per_epoch}")
+        if self.freeze_blocks < 0:
+            raise ValueError(f"freeze_blocks must be >= 0, got {self.freeze_blocks}")
         if self.balance not in ("sampler", "loss", "none"):
             raise ValueError(f"balance must be sampler, loss or none, got {self.balance!r}")
         for name in ("input_size", "epochs", "batch_size", "patience"):
@@ -287,7 +304,9 @@ def _train_sampler(
     cfg: ClassifierTrainConfig, labels: Sequence[int], ctx: DistContext
 ) -> Sampler[int]:
     if cfg.balance == "sampler":
-        return BalancedSampler(labels, seed=cfg.seed, rank=ctx.rank, world_size=ctx.world_size)
+        return BalancedSampler(
+            labels, cfg.samples_per_epoch, seed=cfg.seed, rank=ctx.rank, world_size=ctx.world_size
+        )
     if ctx.distributed:
         from torch.utils.data import TensorDataset
         from torch.utils.data.distributed import DistributedSampler
@@ -334,6 +353,8 @@ class _Run:
     spec: ClassifierSpec
     meta: dict[str, Any]  # what best.json says about the data and the config
     eval_tf: EvalTransform
+    eval_view: ServedView | None  # how tight_box rows are shown when evaluating
+    frozen: list[nn.Module]  # kept in eval mode while training (pretrained statistics)
     model: nn.Module  # the bare model (what is saved and exported)
     net: nn.Module  # what is trained: the model, or its DDP wrapper
     optimizer: torch.optim.Optimizer
@@ -395,13 +416,19 @@ def _setup(cfg: ClassifierTrainConfig, ctx: DistContext) -> _Run:
         architecture=cfg.arch,
     )
     eval_tf = EvalTransform(cfg.input_size, mean, std)
+    served = cfg.tight_crops == "served"
+    eval_view = ServedView.deterministic(spec.crop) if served else None
     train_labels = [r.index for r in train_rows]
     train_sampler = _train_sampler(cfg, train_labels, ctx)
     train_tf = TrainTransform(cfg.input_size, mean, std)
-    train_loader = _loader(CropDataset(train_rows, train_tf), cfg, train_sampler, device)
-    val_loader = _loader(CropDataset(val_rows, eval_tf), cfg, None, device)
+    train_set = CropDataset(train_rows, train_tf, ServedView() if served else None)
+    train_loader = _loader(train_set, cfg, train_sampler, device)
+    val_loader = _loader(CropDataset(val_rows, eval_tf, eval_view), cfg, None, device)
 
+    frozen = _freeze_blocks(model, cfg.freeze_blocks)
     model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
     steps_per_epoch = len(train_loader)
     warmup = max(1, round(cfg.warmup_epochs * steps_per_epoch))
@@ -433,6 +460,8 @@ def _setup(cfg: ClassifierTrainConfig, ctx: DistContext) -> _Run:
         spec=spec,
         meta=meta,
         eval_tf=eval_tf,
+        eval_view=eval_view,
+        frozen=frozen,
         model=model,
         net=_wrap_ddp(model, device, ctx),
         optimizer=optimizer,
@@ -442,6 +471,29 @@ def _setup(cfg: ClassifierTrainConfig, ctx: DistContext) -> _Run:
         train_loader=train_loader,
         val_loader=val_loader,
     )
+
+
+def _freeze_blocks(model: nn.Module, blocks: int) -> list[nn.Module]:
+    """Freeze the stem and the first ``blocks`` blocks (timm's ``freeze``); the frozen modules.
+
+    Batch-norm statistics stay the pretrained ones by keeping these modules in eval mode
+    (``_train_epoch``) rather than by timm's FrozenBatchNorm2d, whose state dict a plain model
+    could not load.
+    """
+    if blocks == 0:
+        return []
+    from timm.utils.model import freeze
+
+    children = dict(model.named_children())
+    stages = getattr(model, "blocks", None)
+    if stages is None or not {"conv_stem", "bn1"} <= set(children):
+        raise ValueError("freeze_blocks needs an EfficientNet-style model (conv_stem, bn1, blocks)")
+    if blocks > len(stages):
+        raise ValueError(f"freeze_blocks {blocks}: the model has {len(stages)} blocks")
+    names = ["conv_stem", "bn1", *(f"blocks.{i}" for i in range(blocks))]
+    freeze(model, names, include_bn_running_stats=False)
+    modules = dict(model.named_modules())
+    return [modules[n] for n in names]
 
 
 def _wrap_ddp(model: nn.Module, device: torch.device, ctx: DistContext) -> nn.Module:
@@ -571,7 +623,8 @@ def _finish(run: _Run, state: _TrainState) -> TrainedClassifier:
     run.model.eval()
     cfg, test_rows = run.cfg, run.manifest.splits["test"]
     if test_rows:
-        loader = _loader(CropDataset(test_rows, run.eval_tf), cfg, None, run.device)
+        test_set = CropDataset(test_rows, run.eval_tf, run.eval_view)
+        loader = _loader(test_set, cfg, None, run.device)
         result.test_metrics = evaluate(
             run.model, loader, run.spec.label_map.num_classes, run.device, cfg.progress, "test"
         )
@@ -588,7 +641,8 @@ def _finish(run: _Run, state: _TrainState) -> TrainedClassifier:
     if cfg.export:
         from gesture_recognition.export.onnx_export import export_classifier
 
-        verify = verification_inputs(run.manifest.splits["val"], run.eval_tf, cfg.verify_samples)
+        val_set = CropDataset(run.manifest.splits["val"], run.eval_tf, run.eval_view)
+        verify = verification_inputs(val_set, cfg.verify_samples)
         result.onnx_path, result.verification = export_classifier(
             run.model, run.spec, cfg.export_dir or cfg.out_dir / "onnx", verify_inputs=verify
         )
@@ -622,6 +676,8 @@ def _from_rank0(value: float, device: torch.device, ctx: DistContext) -> float:
 def _train_epoch(run: _Run, epoch: int) -> float:
     cfg = run.cfg
     run.net.train()
+    for module in run.frozen:
+        module.eval()
     total, seen = 0.0, 0
     bar = tqdm(
         run.train_loader,
@@ -656,12 +712,10 @@ def _check_resumable(state: dict[str, Any], cfg: ClassifierTrainConfig, labels: 
         )
 
 
-def verification_inputs(
-    records: Sequence[CropRecord], transform: EvalTransform, limit: int
-) -> NDArray[np.float32]:
+def verification_inputs(crops: CropDataset, limit: int) -> NDArray[np.float32]:
     """Up to ``limit`` real crops, preprocessed as the server does, as one ``[N, 3, S, S]``."""
-    chosen = records[:limit]
-    return np.stack([transform(load_image(r.path)).numpy() for r in chosen]).astype(np.float32)
+    count = min(limit, len(crops))
+    return np.stack([crops[i][0].numpy() for i in range(count)]).astype(np.float32)
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

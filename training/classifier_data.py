@@ -25,7 +25,8 @@ from gesture_recognition.boxes import CropConfig
 from gesture_recognition.classifier_input import normalize, resize_crop
 from gesture_recognition.images import load_image
 from gesture_recognition.labels import LabelMap
-from gesture_recognition.training.crops import CROP_CONFIG, MANIFEST
+from gesture_recognition.training.crops import CROP_CONFIG, MANIFEST, TIGHT_BOX
+from gesture_recognition.training.served_view import ServedView
 from gesture_recognition.training.splits import groups_on_several_sides
 
 SPLITS = ("train", "val", "test")
@@ -41,6 +42,10 @@ class CropRecord:
     index: int  # class index in the label map
     group: str
     source: str
+    # What kind of crop (the manifest's ``crop`` column): ``topmost_hand`` (cut by the serving
+    # code), ``whole_photo``, or ``tight_box`` (a hand's tight box, shown as the server would
+    # cut it: see ServedView).
+    crop: str = ""
 
 
 @dataclass
@@ -98,6 +103,7 @@ def read_crop_manifest(
                     index=label_map.classes.index(name),
                     group=row.get("group") or row["path"],
                     source=row.get("source") or "",
+                    crop=row.get("crop") or "",
                 )
             )
     return manifest
@@ -167,20 +173,30 @@ class TrainTransform:
 
 
 class CropDataset(Dataset[tuple[torch.Tensor, int]]):
-    """Crops read lazily from disk: only paths and labels are held in memory."""
+    """Crops read lazily from disk: only paths and labels are held in memory.
+
+    ``served_view`` (if given) turns ``tight_box`` rows into the served crop geometry first.
+    """
 
     def __init__(
-        self, records: Sequence[CropRecord], transform: Callable[[NDArray[np.uint8]], torch.Tensor]
+        self,
+        records: Sequence[CropRecord],
+        transform: Callable[[NDArray[np.uint8]], torch.Tensor],
+        served_view: ServedView | None = None,
     ) -> None:
         self.records = list(records)
         self.transform = transform
+        self.served_view = served_view
 
     def __len__(self) -> int:
         return len(self.records)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         record = self.records[i]
-        return self.transform(load_image(record.path)), record.index
+        crop = load_image(record.path)
+        if self.served_view is not None and record.crop == TIGHT_BOX:
+            crop = self.served_view(crop)
+        return self.transform(crop), record.index
 
 
 class BalancedSampler(Sampler[int]):

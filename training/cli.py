@@ -18,18 +18,16 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from gesture_recognition.boxes import CropConfig
 from gesture_recognition.labels import load_label_map
-
-if TYPE_CHECKING:  # the commands import their heavy modules (ONNX Runtime, torch) when run
-    from gesture_recognition.pipeline import GesturePipeline
+from gesture_recognition.training.near_duplicates import DEFAULT_THRESHOLD as DUPLICATE_THRESHOLD
 
 
 def _cmd_train_detector(args: argparse.Namespace) -> int:
     from gesture_recognition.training.detector import (
         DetectorTrainConfig,
+        parse_augmentation,
         resume_detector,
         train_detector,
     )
@@ -53,9 +51,30 @@ def _cmd_train_detector(args: argparse.Namespace) -> int:
                 seed=args.seed,
                 patience=args.patience,
                 fraction=args.fraction,
+                augment=parse_augmentation(args.aug),
+                lr0=args.lr0,
             )
         )
     print(f"best checkpoint: {best}")
+    return 0
+
+
+def _cmd_rebuild_detector(args: argparse.Namespace) -> int:
+    from gesture_recognition.training.detect_cache import list_images
+    from gesture_recognition.training.warm_start import rebuild_detector, save_checkpoint
+
+    photos = list_images(Path(args.photos))
+    if not photos:
+        raise FileNotFoundError(f"no photos under {args.photos}")
+    step = max(1, len(photos) // args.limit)
+    chosen = photos[::step][: args.limit]
+    model, report = rebuild_detector(Path(args.onnx), args.model, chosen, args.imgsz)
+    path = save_checkpoint(model, Path(args.out), args.model, args.imgsz)
+    print(
+        f"wrote {path}: {report.loaded} parameters from {Path(args.onnx).name}, "
+        f"{report.copied_heads} one-to-many head parameters copied from the one-to-one head; "
+        f"max |rebuilt - ONNX| {report.max_abs_diff:.2e} on {report.photos} photos"
+    )
     return 0
 
 
@@ -77,6 +96,8 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     from gesture_recognition.training.detect_cache import cache_detections
 
     root = Path(args.root)
+    if args.teacher and (args.models_dir or args.conf is not None):
+        raise ValueError("--teacher labels with MediaPipe: --models-dir and --conf do not apply")
     images = None
     if args.layout == "mcs2021":
         from gesture_recognition.mcs2021 import read_train_csv
@@ -84,9 +105,14 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         # Only the labelled frames: test frames are answered by the server, never trained on.
         frames = read_train_csv(root, Path(args.train_csv) if args.train_csv else None)
         images = [root / f.frame_path for f in frames]
-    cache = cache_detections(
-        args.models_dir, root, Path(args.out), images=images, conf_threshold=args.conf
-    )
+    if args.teacher:
+        from gesture_recognition.training.teacher import run_teacher
+
+        cache = run_teacher(root, Path(args.out), args.teacher_padding, images)
+    else:
+        cache = cache_detections(
+            args.models_dir, root, Path(args.out), images=images, conf_threshold=args.conf
+        )
     cached = cache["images"]
     with_hand = sum(1 for e in cached.values() if e["boxes"])
     print(
@@ -135,6 +161,75 @@ def _cmd_crops(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_import_crops(args: argparse.Namespace) -> int:
+    from gesture_recognition.labels import load_label_map
+    from gesture_recognition.training.crop_import import import_crops, read_mapping
+    from gesture_recognition.training.near_duplicates import find_near_duplicates, write_matches
+
+    out = Path(args.out)
+    excluded: set[str] = set()
+    if args.held_out_cache:
+        if not args.held_out_photos:
+            raise ValueError("--held-out-cache needs --held-out-photos (the photos it was made on)")
+        matches = find_near_duplicates(
+            Path(args.root),
+            Path(args.held_out_photos),
+            [Path(c) for c in args.held_out_cache],
+            args.duplicate_threshold,
+        )
+        excluded = {m.group for m in matches}
+        write_matches(matches, out / "near_duplicates.csv")
+        print(f"{len(matches)} crops match a held-out photo's hand: {len(excluded)} groups dropped")
+    report = import_crops(
+        Path(args.root),
+        out,
+        load_label_map(args.label_map),
+        source=args.source or Path(args.root).name,
+        label_column=args.label_column,
+        mapping=read_mapping(Path(args.mapping)) if args.mapping else None,
+        fractions=(args.val, args.test),
+        seed=args.seed,
+        split=args.split,
+        exclude_groups=excluded,
+    )
+    print(report.summary())
+    return 0
+
+
+def _cmd_copy_paste(args: argparse.Namespace) -> int:
+    from gesture_recognition.training.copy_paste import (
+        PasteConfig,
+        read_hand_crops,
+        read_scenes,
+        write_composites,
+    )
+
+    scenes = [s for folder in args.scenes for s in read_scenes(Path(folder))]
+    hands = read_hand_crops(Path(args.hands), split="train")
+    report = write_composites(
+        scenes, hands, Path(args.out), PasteConfig(images=args.images, seed=args.seed)
+    )
+    print(report.summary())
+    print(f"dataset: {Path(args.out) / 'data.yaml'} (merge with convert --source yolo:...)")
+    return 0
+
+
+def _cmd_derive_classifier(args: argparse.Namespace) -> int:
+    from gesture_recognition.training.classifier_merge import export_merged
+
+    path = export_merged(Path(args.checkpoint), load_label_map(args.label_map), Path(args.out))
+    print(f"wrote {path} (label map {args.label_map}, merged from the checkpoint's classes)")
+    return 0
+
+
+def _cmd_merge_crops(args: argparse.Namespace) -> int:
+    from gesture_recognition.training.crop_import import merge_crop_folders
+
+    rows = merge_crop_folders([Path(f) for f in args.folders], Path(args.out))
+    print(f"{rows} crops listed in {Path(args.out) / 'manifest.csv'}")
+    return 0
+
+
 def _cmd_train_classifier(args: argparse.Namespace) -> int:
     from gesture_recognition.training.classifier import ClassifierTrainConfig, train_classifier
 
@@ -156,6 +251,10 @@ def _cmd_train_classifier(args: argparse.Namespace) -> int:
             device=args.device,
             resume=Path(args.resume) if args.resume else None,
             export_dir=Path(args.out),
+            tight_crops=args.tight_crops,
+            samples_per_epoch=args.samples_per_epoch,
+            freeze_blocks=args.freeze_blocks,
+            channels_last=not args.no_channels_last,
         )
     )
     print(f"best checkpoint: {result.checkpoint_path}")
@@ -167,57 +266,39 @@ def _cmd_train_classifier(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pipeline(
-    detector_dir: str, classifier_dir: str | None, threads: int | None
-) -> GesturePipeline:
-    from gesture_recognition.artifacts import CLASSIFIER_JSON, CLASSIFIER_ONNX, read_classifier_spec
-    from gesture_recognition.pipeline import GesturePipeline, load_detector
-    from gesture_recognition.runtime import ClassifierRunner
-
-    cdir = Path(classifier_dir or detector_dir)
-    classifier = ClassifierRunner(
-        cdir / CLASSIFIER_ONNX, read_classifier_spec(cdir / CLASSIFIER_JSON), threads
-    )
-    return GesturePipeline(load_detector(detector_dir, threads), classifier)
-
-
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from gesture_recognition.training import evaluate as ev
-    from gesture_recognition.training.report import write_report
+    from gesture_recognition.training.model_report import DetectorSetSpec, ReportPlan, run_plan
 
-    results = []
-    if args.detector_data:
-        results.append(
-            ev.evaluate_detector(
-                args.models_dir,
-                args.detector_data,
-                args.split,
-                threads=args.threads,
-                checkpoint=args.checkpoint,
-            )
-        )
-    classifier_dir = args.classifier_dir or args.models_dir
-    if args.crops:
-        results.append(
-            ev.evaluate_classifier(classifier_dir, args.crops, args.split, threads=args.threads)
-        )
-    if args.fingers:
-        pipe = _pipeline(args.models_dir, classifier_dir, args.threads)
-        results.append(
-            ev.evaluate_end_to_end_fingers(None, args.fingers, args.split, pipeline=pipe)
-        )
+    scenes, photos = None, None
+    if args.hagrid and args.scenes:
+        raise ValueError("give --hagrid (photos behind --crops) or --scenes, not both")
     if args.hagrid:
         if not args.crops:
             raise ValueError("--hagrid needs --crops: only its held-out photos are scored")
-        pipe = _pipeline(args.models_dir, classifier_dir, args.threads)
-        photos = ev.held_out_photos(args.crops, args.split)
-        results.append(ev.evaluate_end_to_end_mcs(None, args.hagrid, photos, pipeline=pipe))
-    if not results:
-        raise ValueError(
-            "nothing to evaluate: give --detector-data, --crops, --fingers or --hagrid"
+        scenes, photos = Path(args.hagrid), ev.held_out_photos(args.crops, args.split)
+    elif args.scenes:
+        scenes = Path(args.scenes)
+        chosen, _ = ev.mcs_photos(
+            scenes, sorted(ev.photo_labels(scenes)), load_label_map(args.scenes_label_map)
         )
-    report = write_report(results, args.out, title=args.title)
-    print(f"wrote {report}")
+        photos = [photo.key for photo in chosen]
+    plan = ReportPlan(
+        out=Path(args.out),
+        models_dir=Path(args.models_dir),
+        detector_sets=[DetectorSetSpec.parse(d, args.split) for d in args.detector_data or []],
+        peer=args.peer,
+        classifier_dirs=[Path(c) for c in args.classifier_dir or []],
+        crops=Path(args.crops) if args.crops else None,
+        scenes=scenes,
+        scene_photos=photos,
+        fingers=Path(args.fingers) if args.fingers else None,
+        split=args.split,
+        threads=args.threads,
+        checkpoint=Path(args.checkpoint) if args.checkpoint else None,
+        title=args.title,
+    )
+    print(f"wrote {run_plan(plan)}")
     return 0
 
 
@@ -246,6 +327,17 @@ def _cmd_pseudo_labels(args: argparse.Namespace) -> int:
 
         # The end-to-end evaluation scores these photos: the detector must not train on them.
         exclude = held_out_photos(args.exclude_crops, "test")
+    if args.exclude_label_map:
+        import json
+
+        from gesture_recognition.training.evaluate import photo_labels
+
+        # Photos of the classes the end-to-end evaluation scores (the MachinesCanSee ones of
+        # hagrid_crops) are held out of all training.
+        summary = json.loads((Path(args.reviewed) / pl.SUMMARY_JSON).read_text("utf-8"))
+        held_out = load_label_map(args.exclude_label_map)
+        labels = photo_labels(Path(summary["root"]))
+        exclude += [rel for rel, label in labels.items() if held_out.contains(label)]
     if args.action == "sheets":
         sheets = rs.write_sheets(Path(args.reviewed), Path(args.out), skip=set(exclude))
         print(f"wrote {len(sheets)} sheets and {rs.INDEX_CSV} to {args.out}")
@@ -298,7 +390,75 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, default=30)
     p.add_argument("--fraction", type=float, default=1.0, help="use part of the training set")
     p.add_argument("--resume", metavar="LAST_PT", help="continue an interrupted run")
+    p.add_argument(
+        "--aug",
+        action="append",
+        metavar="KEY=VALUE",
+        help="an ultralytics augmentation setting (repeat), e.g. degrees=10 flipud=0.2",
+    )
+    p.add_argument("--lr0", type=float, default=None, help="initial learning rate (fine-tuning)")
     p.set_defaults(func=_cmd_train_detector)
+
+    p = sub.add_parser(
+        "rebuild-detector",
+        help="a shipped detector ONNX -> an ultralytics checkpoint to fine-tune (checked)",
+    )
+    p.add_argument("--onnx", default="models/hand_detector.onnx")
+    p.add_argument("--model", default="yolo26n.yaml", help="the architecture it was exported from")
+    p.add_argument("--photos", required=True, help="real photos to calibrate and check on")
+    p.add_argument("--limit", type=int, default=32)
+    p.add_argument("--imgsz", type=int, default=320)
+    p.add_argument("--out", required=True, help="checkpoint path (.pt)")
+    p.set_defaults(func=_cmd_rebuild_detector)
+
+    p = sub.add_parser(
+        "import-crops",
+        help="a folder of labelled hand crops (manifest + group key, or label folders) -> crops",
+    )
+    p.add_argument("root", help="the crop folder: manifest.csv (path, label, group) or <label>/*")
+    p.add_argument("--out", required=True, help="new folder for the crops manifest")
+    p.add_argument("--label-map", default="hagrid", help="labels the crops must belong to")
+    p.add_argument("--label-column", default="label", help="manifest column holding the label")
+    p.add_argument("--mapping", help="JSON {source label: label}, e.g. digits -> gestures")
+    p.add_argument("--source", help="name for the report and the group keys (default: folder)")
+    p.add_argument("--split", choices=["train", "val", "test"], help="all crops into one split")
+    p.add_argument("--val", type=float, default=0.1)
+    p.add_argument("--test", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--held-out-photos", help="photos kept for tests (e.g. hagrid_crops)")
+    p.add_argument(
+        "--held-out-cache",
+        action="append",
+        help="detection cache(s) of those photos: crops showing one of their hands are dropped",
+    )
+    p.add_argument("--duplicate-threshold", type=float, default=DUPLICATE_THRESHOLD)
+    p.set_defaults(func=_cmd_import_crops)
+
+    p = sub.add_parser(
+        "copy-paste", help="hand crops pasted onto boxed scenes -> an extra detector dataset"
+    )
+    p.add_argument(
+        "--scenes", action="append", required=True, help="an images/train folder of a dataset"
+    )
+    p.add_argument("--hands", required=True, help="import-crops folder (its train split is used)")
+    p.add_argument("--images", type=int, default=3000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_cmd_copy_paste)
+
+    p = sub.add_parser(
+        "derive-classifier",
+        help="a trained classifier served in a coarser label map (probabilities summed)",
+    )
+    p.add_argument("--checkpoint", required=True, help="best.pt of the finer classifier")
+    p.add_argument("--label-map", default="mcs2021", help="the coarser map (with a merge)")
+    p.add_argument("--out", required=True, help="where gesture_classifier.onnx/.json go")
+    p.set_defaults(func=_cmd_derive_classifier)
+
+    p = sub.add_parser("merge-crops", help="several crops folders -> one manifest")
+    p.add_argument("folders", nargs="+")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_cmd_merge_crops)
 
     p = sub.add_parser("export-detector", help="checkpoint -> verified ONNX + spec JSON")
     p.add_argument("checkpoint")
@@ -324,6 +484,17 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="keep boxes down to this score instead of the served threshold (for pseudo-labels)",
+    )
+    p.add_argument(
+        "--teacher",
+        choices=["mediapipe"],
+        help="label with a pretrained teacher (MediaPipe Hands, its own .venv-teacher) instead",
+    )
+    p.add_argument(
+        "--teacher-padding",
+        type=float,
+        default=0.1,
+        help="teacher box: landmark rectangle grown by this fraction of its size a side",
     )
     p.set_defaults(func=_cmd_detect)
 
@@ -377,16 +548,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--device", default="auto")
     p.add_argument("--resume", help="last.pt (or its run dir) to continue from")
+    p.add_argument(
+        "--tight-crops",
+        choices=["served", "stretch"],
+        default="served",
+        help="tight_box crops: shown in the served geometry (default) or stretched as they are",
+    )
+    p.add_argument("--samples-per-epoch", type=int, default=None, help="balanced draws an epoch")
+    p.add_argument("--freeze-blocks", type=int, default=0, help="keep stem + N blocks pretrained")
+    p.add_argument("--no-channels-last", action="store_true", help="NCHW instead of NHWC")
     p.set_defaults(func=_cmd_train_classifier)
 
     p = sub.add_parser("evaluate", help="metrics and a markdown/PNG report")
     p.add_argument("--models-dir", default="models", help="detector (and default classifier)")
-    p.add_argument("--classifier-dir", default=None, help="classifier from another folder")
-    p.add_argument("--detector-data", help="data.yaml: detector mAP on --split")
+    p.add_argument(
+        "--classifier-dir",
+        action="append",
+        help="a classifier from another folder (repeat to report several)",
+    )
+    p.add_argument(
+        "--detector-data",
+        action="append",
+        metavar="[NAME=]DATA_YAML",
+        help="a detector set: mAP, recall and precision on its --split (repeat)",
+    )
+    p.add_argument(
+        "--peer",
+        choices=["mediapipe"],
+        help="score MediaPipe Hands on every detector set too (its own .venv-teacher)",
+    )
     p.add_argument("--checkpoint", help="detector .pt: add ultralytics' own val as a cross-check")
     p.add_argument("--crops", help="crop folder: classifier metrics on its --split")
     p.add_argument("--fingers", help="SubhiH root: end-to-end finger-count accuracy")
-    p.add_argument("--hagrid", help="HaGRID crops root: end-to-end on the held-out photos")
+    p.add_argument("--hagrid", help="HaGRID crops root: end-to-end on the photos behind --crops")
+    p.add_argument("--scenes", help="a folder of labelled photos scored whole, end to end")
+    p.add_argument(
+        "--scenes-label-map",
+        default="mcs2021",
+        help="which --scenes photos are scored: those whose label this map knows",
+    )
     p.add_argument("--split", default="test")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--title", default="Evaluation report")
@@ -426,6 +626,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-boxes", type=int, default=None, help="export: at most N boxes a photo")
     p.add_argument(
         "--exclude-crops", help="crop folder whose test photos are left out (sheets, dataset)"
+    )
+    p.add_argument(
+        "--exclude-label-map",
+        help="leave out the photos whose label this map knows (sheets, dataset), e.g. mcs2021",
     )
     p.add_argument(
         "--keep-empty",

@@ -36,10 +36,13 @@ from gesture_recognition.training.splits import grouped_split
 
 MANIFEST = "manifest.csv"
 CROP_CONFIG = "crop_config.json"
+# ``crop`` of a ready-made tight hand box (``gesture-train import-crops``), which training shows
+# in the served geometry (``classifier_data.ServedView``).
+TIGHT_BOX = "tight_box"
 # A detected box takes a ground-truth box's label only when they overlap this much.
 MATCH_IOU = 0.3
 # Columns of a folder dataset's manifest that name a photo's group, first found wins.
-GROUP_COLUMNS = ("group", "video_name", "user_id")
+GROUP_COLUMNS = ("group", "image_id", "video_name", "user_id")
 
 
 @dataclass(frozen=True)

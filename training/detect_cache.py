@@ -1,25 +1,34 @@
-"""Run the hand detector over a photo folder once and keep its boxes.
+"""Run a hand labeller over a photo folder once and keep its boxes.
 
-Crops can then be re-cut (other expansion, other size) without re-detecting. The detector is
-the exported ONNX model run through the same letterbox/decode code as the server, so cached
-boxes are the boxes the server would find. Interrupted runs resume: photos already in the
-cache are skipped.
+Crops can then be re-cut (other expansion, other size) without re-detecting. The labeller is
+the exported ONNX detector run through the same letterbox/decode code as the server, so cached
+boxes are the boxes the server would find, or a teacher (``training.teacher``: MediaPipe
+Hands), whose boxes feed the same export, review and apply steps. The cache records which
+labeller made it (``detector``) and how long each photo took. Interrupted runs resume: photos
+already in the cache are skipped.
+
+This module imports no model runtime at import time: the teacher's own environment (mediapipe,
+no ONNX Runtime needed) writes caches with it too.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 from tqdm import tqdm
 
 from gesture_recognition.images import InvalidImageError, load_image
-from gesture_recognition.pipeline import detect_hands, load_detector
+
+# photo (uint8 RGB [H, W, 3]) -> boxes [N, 4] in photo pixels, scores [N]
+Labeller = Callable[[NDArray[np.uint8]], tuple[NDArray[np.float32], NDArray[np.float32]]]
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 # Save every N photos so an interruption loses little work.
@@ -32,6 +41,7 @@ class CachedDetections:
     height: int
     boxes: np.ndarray  # [N, 4] float32, photo pixels
     scores: np.ndarray  # [N] float32
+    seconds: float | None = None  # the labeller's time on this photo (caches since 2026-12)
 
 
 def list_images(root: Path) -> list[Path]:
@@ -53,7 +63,8 @@ def cache_detections(
     ``conf_threshold`` overrides the served threshold (for pseudo-labels, whose review wants the
     unsure boxes too); the cache records the threshold it was made with.
     """
-    root = Path(root)
+    from gesture_recognition.pipeline import detect_hands, load_detector
+
     detector = load_detector(models_dir, threads)
     if conf_threshold is not None:
         if not 0.0 <= conf_threshold <= 1.0:
@@ -62,6 +73,25 @@ def cache_detections(
     # The spec alone does not tell two trainings apart (same size, same threshold): resuming
     # a cache of the old weights would silently keep the old boxes.
     identity = {**detector.spec.to_dict(), "onnx_sha256": _sha256(detector_onnx(models_dir))}
+    return cache_boxes(
+        lambda image: detect_hands(detector, image), identity, root, out_path, images
+    )
+
+
+def cache_boxes(
+    labeller: Labeller,
+    identity: Mapping[str, Any],
+    root: Path,
+    out_path: Path,
+    images: Iterable[Path] | None = None,
+    desc: str = "detecting hands",
+) -> dict[str, Any]:
+    """Run ``labeller`` on every photo under ``root`` not yet in the cache at ``out_path``.
+
+    ``identity`` says what made the boxes; a cache made by anything else is refused.
+    """
+    root = Path(root)
+    identity = dict(identity)
     cache = _load(out_path) if Path(out_path).is_file() else None
     if cache is not None and cache.get("detector") != identity:
         raise ValueError(
@@ -72,19 +102,22 @@ def cache_detections(
     done: dict[str, Any] = cache["images"]
     failed: dict[str, str] = cache["failed"]
     todo = [p for p in (images or list_images(root)) if _rel(p, root) not in done]
-    for i, path in enumerate(tqdm(todo, desc="detecting hands", unit="img")):
+    for i, path in enumerate(tqdm(todo, desc=desc, unit="img")):
         rel = _rel(path, root)
         try:
             image = load_image(path)
         except (InvalidImageError, OSError) as exc:
             failed[rel] = str(exc)
             continue
-        boxes, scores = detect_hands(detector, image)
+        start = time.perf_counter()
+        boxes, scores = labeller(image)
+        seconds = time.perf_counter() - start
         done[rel] = {
             "width": int(image.shape[1]),
             "height": int(image.shape[0]),
-            "boxes": boxes.astype(float).tolist(),
-            "scores": scores.astype(float).tolist(),
+            "boxes": np.asarray(boxes, np.float64).reshape(-1, 4).tolist(),
+            "scores": np.asarray(scores, np.float64).reshape(-1).tolist(),
+            "seconds": round(seconds, 5),
         }
         if (i + 1) % SAVE_EVERY == 0:
             _save(cache, out_path)
@@ -114,8 +147,29 @@ def read_cache(path: Path) -> dict[str, CachedDetections]:
             height=int(entry["height"]),
             boxes=np.asarray(entry["boxes"], dtype=np.float32).reshape(-1, 4),
             scores=np.asarray(entry["scores"], dtype=np.float32).reshape(-1),
+            seconds=float(entry["seconds"]) if "seconds" in entry else None,
         )
     return out
+
+
+def predictions_for(
+    cache_path: Path, images: Iterable[Path]
+) -> tuple[list[tuple[NDArray[np.float32], NDArray[np.float32]]], list[float]]:
+    """Boxes and scores of ``images`` (in order) from a cache whose root holds them, and the
+    labeller's seconds per photo where the cache recorded them. A photo missing from the cache
+    is an error: a test set is scored whole."""
+    root = Path(_load(cache_path)["root"])
+    cache = read_cache(cache_path)
+    predictions, seconds = [], []
+    for path in images:
+        key = _rel(path, root)
+        entry = cache.get(key)
+        if entry is None:
+            raise ValueError(f"{cache_path} has no entry for {key}: label the whole set first")
+        predictions.append((entry.boxes, entry.scores))
+        if entry.seconds is not None:
+            seconds.append(entry.seconds)
+    return predictions, seconds
 
 
 def _rel(path: Path, root: Path) -> str:

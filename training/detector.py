@@ -8,13 +8,53 @@ YOLOv5x stays available as ``--model yolov5xu.yaml``. Models are built from thei
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from gesture_recognition.training.offline import configure_offline
 
 DEFAULT_MODEL = "yolo26n.yaml"
 DEFAULT_IMGSZ = 320
+# ultralytics' augmentation hyperparameters (docs.ultralytics.com/modes/train, "Augmentation
+# settings") that ``--aug KEY=VALUE`` may set; anything else is refused by name rather than
+# passed on, so a typo cannot silently train with the defaults.
+AUGMENTATION_KEYS = (
+    "hsv_h",
+    "hsv_s",
+    "hsv_v",
+    "degrees",
+    "translate",
+    "scale",
+    "shear",
+    "perspective",
+    "flipud",
+    "fliplr",
+    "bgr",
+    "mosaic",
+    "mixup",
+    "cutmix",
+    "copy_paste",
+    "erasing",
+    "close_mosaic",
+)
+
+
+def parse_augmentation(items: list[str] | None) -> dict[str, float]:
+    """``["degrees=10", "flipud=0.2"]`` -> ``{"degrees": 10.0, "flipud": 0.2}``, checked."""
+    out: dict[str, float] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or key not in AUGMENTATION_KEYS:
+            raise ValueError(
+                f"--aug {item!r}: expected KEY=VALUE with KEY one of {', '.join(AUGMENTATION_KEYS)}"
+            )
+        try:
+            out[key] = float(value)
+        except ValueError as exc:
+            raise ValueError(f"--aug {item!r}: {value!r} is not a number") from exc
+    return out
 
 
 @dataclass(frozen=True)
@@ -34,6 +74,9 @@ class DetectorTrainConfig:
     workers: int = 2
     fraction: float = 1.0
     plots: bool = True
+    # ultralytics augmentation hyperparameters (AUGMENTATION_KEYS); unset ones keep its defaults.
+    augment: Mapping[str, float] = field(default_factory=dict)
+    lr0: float | None = None  # None: ultralytics' choice (its "auto" optimiser picks one)
 
 
 def _check_model_source(model: str) -> None:
@@ -72,6 +115,8 @@ def train_detector(cfg: DetectorTrainConfig) -> Path:
         plots=cfg.plots,
         amp=cfg.device != "cpu",
         verbose=True,
+        **dict(cfg.augment),
+        **({} if cfg.lr0 is None else {"lr0": cfg.lr0, "optimizer": "AdamW"}),
     )
     _record_time(Path(cfg.project) / cfg.name, time.time() - started)
     return Path(cfg.project) / cfg.name / "weights" / "best.pt"

@@ -43,7 +43,10 @@ from gesture_recognition.labels import LabelMap, load_label_map
 from gesture_recognition.pipeline import GesturePipeline, detect_hands, load_detector
 from gesture_recognition.runtime import ClassifierRunner
 from gesture_recognition.training.classification_metrics import confusion_matrix, per_class_f1
+from gesture_recognition.training.crops import TIGHT_BOX
+from gesture_recognition.training.detect_cache import predictions_for
 from gesture_recognition.training.detection_metrics import DetectionAP, detection_ap
+from gesture_recognition.training.served_view import ServedView
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 # mAP is a property of the ranking, so it is measured down to the confidence ultralytics'
@@ -252,6 +255,7 @@ def evaluate_detector(
     detect: Detect | None = None,
     served_conf: float | None = None,
     name: str = "detector",
+    cache: Path | None = None,
 ) -> dict[str, Any]:
     """mAP of the ONNX detector in ``models_dir`` on ``split`` of a YOLO dataset.
 
@@ -259,11 +263,19 @@ def evaluate_detector(
     0.001 (the usual definition, comparable with ultralytics' val); ``served`` repeats them on
     only the boxes the server keeps (score >= the detector's ``conf_threshold``) with the
     precision and recall at that operating point. ``checkpoint`` (a .pt) adds ultralytics'
-    own ``val`` numbers as a cross-check. ``detect`` replaces the ONNX detector (tests).
+    own ``val`` numbers as a cross-check. ``detect`` replaces the ONNX detector (tests);
+    ``cache`` takes every photo's boxes from a detection cache instead (another labeller, e.g.
+    the MediaPipe teacher: the same matching code scores it, its cached seconds are its latency).
     """
     images = split_images(data_yaml, split)
     detector_info: dict[str, Any] = {}
-    if detect is None:
+    cached: list[tuple[NDArray[np.float32], NDArray[np.float32]]] = []
+    cached_seconds: list[float] = []
+    if cache is not None:
+        cached, cached_seconds = predictions_for(cache, images)
+        detector_info = json.loads(Path(cache).read_text(encoding="utf-8"))["detector"]
+        served_conf = 0.5 if served_conf is None else served_conf
+    elif detect is None:
         runner = load_detector(models_dir, threads)
         detector_info = runner.spec.to_dict()
         if served_conf is None:
@@ -278,7 +290,7 @@ def evaluate_detector(
     served_conf = 0.0 if served_conf is None else served_conf
     predictions, truths, seconds = [], [], []
     skipped: Counter[str] = Counter()
-    for path in tqdm(images, desc=f"detector on {split}", unit="img"):
+    for i, path in enumerate(tqdm(images, desc=f"detector on {split}", unit="img")):
         try:
             image = load_image(path)
         except (InvalidImageError, OSError):
@@ -286,9 +298,13 @@ def evaluate_detector(
             continue
         height, width = image.shape[:2]
         truths.append(read_yolo_labels(label_path_for(path), width, height))
-        start = time.perf_counter()
-        boxes, scores = detect(image)
-        seconds.append(time.perf_counter() - start)
+        if cache is not None:
+            boxes, scores = cached[i]
+        else:
+            assert detect is not None
+            start = time.perf_counter()
+            boxes, scores = detect(image)
+            seconds.append(time.perf_counter() - start)
         predictions.append((as_boxes(boxes), np.asarray(scores, np.float32).reshape(-1)))
     if not truths:
         raise ValueError(f"no readable image in split {split!r} of {data_yaml}")
@@ -309,7 +325,7 @@ def evaluate_detector(
         **{k: v for k, v in _ap_dict(full).items() if k not in ("precision", "recall")},
         "served": {"conf_threshold": float(served_conf), **_ap_dict(served)},
         "pr_curve_iou50": _downsample_curve(full.recall, full.precision),
-        "latency": _timing(seconds),
+        "latency": _timing(cached_seconds if cache is not None else seconds),
         "notes": [
             "AP: COCO-style 101-point interpolated AP, single class, greedy matching in score "
             "order; mAP50-95 averages IoU 0.50:0.05:0.95. Computed by this project on the "
@@ -423,8 +439,11 @@ def evaluate_classifier(
 ) -> dict[str, Any]:
     """The ONNX classifier on the crops of one manifest split, with the serving preprocessing.
 
-    Manifest labels are mapped through the classifier's label map (aliases included); rows
-    whose label it does not know are left out and counted.
+    Manifest labels are mapped through the classifier's label map (aliases included, and its
+    merges: a MachinesCanSee classifier scores HaGRID's other gestures as ``no_gesture``); rows
+    whose label it does not know are left out and counted. ``tight_box`` rows (ready-made tight
+    hand crops) are shown in the served geometry (``ServedView.deterministic``), as training
+    evaluates them.
     """
     crops_dir = Path(crops_dir)
     runner = classifier if classifier is not None else _load_classifier(models_dir, threads)
@@ -433,11 +452,15 @@ def evaluate_classifier(
     rows = read_crop_manifest(crops_dir, split)
     excluded: Counter[str] = Counter()
     items = []
+    merged: Counter[str] = Counter()
     for row in rows:
-        if not label_map.contains(row["label"]):
+        answer = label_map.answer_for(row["label"])
+        if answer is None:
             excluded[f"label_not_in_label_map:{row['label']}"] += 1
             continue
-        items.append((row["path"], label_map.canonical(row["label"])))
+        if not label_map.contains(row["label"]):
+            merged[f"{row['label']}->{answer}"] += 1
+        items.append((row["path"], answer, row.get("crop") == TIGHT_BOX))
     if not items:
         raise ValueError(
             f"split {split!r} of {crops_dir / 'manifest.csv'} has no crop with a label of the "
@@ -447,6 +470,18 @@ def evaluate_classifier(
         "Crops read from disk and turned into the classifier input by classifier_input."
         "crops_to_batch, the serving code; ONNX Runtime.",
     ]
+    if merged:
+        notes.append(
+            "Labels answered through the label map's merges: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(merged.items()))
+            + "."
+        )
+    view = ServedView.deterministic(spec.crop)
+    if any(tight for _, _, tight in items):
+        notes.append(
+            "tight_box crops (a hand's tight box) shown as the server cuts a detector box: grown "
+            f"x{spec.crop.scale} and squared, the margin filled with the crop's border pixels."
+        )
     crop_cfg_path = crops_dir / "crop_config.json"
     if crop_cfg_path.is_file():
         cut_with = CropConfig.from_dict(json.loads(crop_cfg_path.read_text(encoding="utf-8")))
@@ -460,12 +495,13 @@ def evaluate_classifier(
         for start in range(0, len(items), batch_size):
             chunk = items[start : start + batch_size]
             crops = []
-            for rel, label in chunk:
+            for rel, label, tight in chunk:
                 try:
-                    crops.append(load_image(crops_dir / rel))
+                    crop = load_image(crops_dir / rel)
                 except (InvalidImageError, OSError):
                     excluded["unreadable_crop"] += 1
                     continue
+                crops.append(view(crop) if tight else crop)
                 truth.append(label)
                 paths.append(rel)
             batch = crops_to_batch(crops, spec.input_size, spec.mean, spec.std)
@@ -658,8 +694,17 @@ def _no_hand_note(label_map: LabelMap) -> str:
     )
 
 
-def _pipeline_for(models_dir: str | Path | None, threads: int | None) -> GesturePipeline:
-    return GesturePipeline.from_dir(models_dir, threads=threads)
+def pipeline_for(
+    models_dir: str | Path | None,
+    threads: int | None,
+    classifier_dir: str | Path | None = None,
+) -> GesturePipeline:
+    """The in-process pipeline: the detector of ``models_dir``, the classifier of
+    ``classifier_dir`` (default: the same folder)."""
+    if classifier_dir is None:
+        return GesturePipeline.from_dir(models_dir, threads=threads)
+    classifier = _load_classifier(classifier_dir, threads)
+    return GesturePipeline(load_detector(models_dir, threads), classifier)
 
 
 def evaluate_end_to_end_fingers(
@@ -672,7 +717,7 @@ def evaluate_end_to_end_fingers(
     name: str = "end_to_end_fingers",
 ) -> dict[str, Any]:
     """Finger-count accuracy on whole SubhiH photos (needs a finger-count classifier)."""
-    pipe = pipeline if pipeline is not None else _pipeline_for(models_dir, threads)
+    pipe = pipeline if pipeline is not None else pipeline_for(models_dir, threads)
     label_map = pipe.classifier.spec.label_map
     photos, excluded = finger_photos(subhih_root, split, label_map)
     if not photos:
@@ -704,7 +749,7 @@ def evaluate_end_to_end_mcs(
     name: str = "end_to_end_mcs",
 ) -> dict[str, Any]:
     """MachinesCanSee accuracy on HaGRID photos (only ``image_paths``, i.e. held-out ones)."""
-    pipe = pipeline if pipeline is not None else _pipeline_for(models_dir, threads)
+    pipe = pipeline if pipeline is not None else pipeline_for(models_dir, threads)
     label_map = pipe.classifier.spec.label_map
     photos, excluded = mcs_photos(hagrid_root, image_paths, label_map)
     if not photos:

@@ -88,6 +88,39 @@ def plot_pr_curve(
     return path
 
 
+def plot_pr_compare(ours: Mapping[str, Any], peer: Mapping[str, Any] | None, out: Path) -> Path:
+    """One detector set's precision-recall curves (IoU 0.5): the served detector and the peer,
+    each with its operating point."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.0, 4.5))
+    ax = fig.subplots()
+    for i, (result, who) in enumerate(((ours, "served detector"), (peer, "MediaPipe Hands"))):
+        if result is None:
+            continue
+        curve, served = result["pr_curve_iou50"], result["served"]
+        ax.plot(
+            curve["recall"],
+            curve["precision"],
+            lw=1.5,
+            color=f"C{i}",
+            label=f"{who} (mAP50 {result['map50']:.3f})",
+        )
+        ax.plot([served["recall"]], [served["precision"]], "o", color=f"C{i}")
+    ax.set_xlim(0.0, 1.01)
+    ax.set_ylim(0.0, 1.01)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_title(f"{ours['data_yaml'].split('/')[-2]} {ours['split']}: IoU 0.5")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left")
+    fig.tight_layout()
+    path = out / f"pr_compare_{_slug(ours['name'])}.png"
+    out.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    return path
+
+
 def _f(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
@@ -185,9 +218,10 @@ def write_report(
     results: Sequence[Mapping[str, Any]] | Mapping[str, Mapping[str, Any]],
     out_dir: str | Path,
     title: str = "Evaluation report",
+    preamble: Sequence[str] = (),
 ) -> Path:
     """Write ``report.md``, plots, ``metrics.json`` and ``predictions_<name>.csv``; returns the
-    path of ``report.md``."""
+    path of ``report.md``. ``preamble`` lines (a summary) go before the sections."""
     items = list(results.values()) if isinstance(results, Mapping) else list(results)
     names = [r["name"] for r in items]
     if len(set(names)) != len(names):
@@ -200,6 +234,7 @@ def write_report(
         "",
         f"Generated {generated}. Each section names the data and split it was measured on.",
         "",
+        *preamble,
     ]
     metrics: dict[str, Any] = {}
     for result in items:

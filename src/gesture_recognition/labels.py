@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
+from numpy.typing import NDArray
+
 BUILTIN_LABEL_MAPS = ("mcs2021", "hagrid", "finger_count")
 
 
@@ -28,6 +31,12 @@ class LabelMap:
     # Answer when a photo has no hand. It may or may not be one of ``classes``.
     no_hand_label: str = "no_gesture"
     description: str = ""
+    # How a classifier of another label map answers in this one: ``{other map's name: {its
+    # class: our class}}``, every class of the other map named. A classifier trained on the
+    # finer map is served in this one by summing its probabilities (``merge_matrix``), e.g. the
+    # HaGRID classifier as the MachinesCanSee one, where every other HaGRID gesture is
+    # ``no_gesture``.
+    merges: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if len(set(self.classes)) != len(self.classes):
@@ -37,6 +46,12 @@ class LabelMap:
         for alias, target in self.aliases.items():
             if target not in self.classes:
                 raise ValueError(f"alias {alias!r} -> {target!r} is not a class of {self.name!r}")
+        for other, mapping in self.merges.items():
+            for source, target in mapping.items():
+                if target not in self.classes:
+                    raise ValueError(
+                        f"merge {other!r}: {source!r} -> {target!r} is not a class of {self.name!r}"
+                    )
 
     @property
     def num_classes(self) -> int:
@@ -56,14 +71,48 @@ class LabelMap:
     def index(self, label: str) -> int:
         return self.classes.index(self.canonical(label))
 
+    def answer_for(self, label: str) -> str | None:
+        """The class this map answers for a source label: its class or alias, else what a merge
+        maps it to (the MachinesCanSee map answers HaGRID's ``palm`` with ``no_gesture``);
+        None when nothing here names it."""
+        if self.contains(label):
+            return self.canonical(label)
+        for mapping in self.merges.values():
+            if label in mapping:
+                return mapping[label]
+        return None
+
+    def merge_matrix(self, source: LabelMap) -> NDArray[np.float32]:
+        """``[K_source, K_self]`` 0/1 matrix: ``probs @ M`` answers a ``source`` classifier's
+        probabilities in this map. Every source class must be named by the merge."""
+        mapping = self.merges.get(source.name)
+        if mapping is None:
+            raise ValueError(
+                f"label map {self.name!r} has no merge from {source.name!r} "
+                f"(has: {', '.join(sorted(self.merges)) or 'none'})"
+            )
+        missing = [c for c in source.classes if c not in mapping]
+        if missing:
+            raise ValueError(
+                f"the merge {source.name!r} -> {self.name!r} does not say where "
+                f"{', '.join(missing)} go"
+            )
+        matrix = np.zeros((source.num_classes, self.num_classes), dtype=np.float32)
+        for i, name in enumerate(source.classes):
+            matrix[i, self.classes.index(mapping[name])] = 1.0
+        return matrix
+
     def to_dict(self) -> dict[str, object]:
-        return {
+        data: dict[str, object] = {
             "name": self.name,
             "description": self.description,
             "classes": list(self.classes),
             "aliases": dict(self.aliases),
             "no_hand_label": self.no_hand_label,
         }
+        if self.merges:
+            data["merges"] = {k: dict(v) for k, v in self.merges.items()}
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> LabelMap:
@@ -73,12 +122,16 @@ class LabelMap:
         aliases = data.get("aliases", {}) or {}
         if not isinstance(aliases, dict):
             raise ValueError("'aliases' must be a mapping of source label -> class")
+        merges = data.get("merges", {}) or {}
+        if not isinstance(merges, dict) or not all(isinstance(m, dict) for m in merges.values()):
+            raise ValueError("'merges' must map a label map's name to {its class: class}")
         return cls(
             name=str(data.get("name", "custom")),
             classes=tuple(classes),
             aliases={str(k): str(v) for k, v in aliases.items()},
             no_hand_label=str(data.get("no_hand_label", "no_gesture")),
             description=str(data.get("description", "")),
+            merges={str(k): {str(a): str(b) for a, b in v.items()} for k, v in merges.items()},
         )
 
     @classmethod

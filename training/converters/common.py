@@ -218,21 +218,52 @@ def assign_splits(records: list[ImageRecord], val_fraction: float, seed: int) ->
 
     When no source brings a ``val`` split, validation is carved out of the training side too,
     so a dataset like SubhiH's (train/test only) still gets a validation set that never
-    touches its test split.
+    touches its test split. Each source gives about ``val_fraction`` of its own photos: with
+    sources of very different group sizes (SubhiH's few long capture sessions beside
+    Roboflow's one-photo groups) a fraction of *groups* would fill validation with one kind.
     """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     has_val = any(r.split == "val" for r in records)
     free = [r for r in records if r.split is None or (not has_val and r.split == "train")]
-    groups = sorted({r.group or str(r.image_path) for r in free})
+    by_source: dict[str, dict[str, int]] = {}
+    for r in free:
+        sizes = by_source.setdefault(r.source, {})
+        key = r.group or str(r.image_path)
+        sizes[key] = sizes.get(key, 0) + 1
     rng = random.Random(seed)
-    rng.shuffle(groups)
-    n_val = round(len(groups) * val_fraction)
-    if val_fraction > 0 and n_val == 0 and len(groups) > 1:
-        n_val = 1
-    val_groups = set(groups[:n_val])
+    val_groups: set[str] = set()
+    for source in sorted(by_source):
+        sizes = by_source[source]
+        groups = sorted(sizes)
+        rng.shuffle(groups)
+        target = round(sum(sizes.values()) * val_fraction)
+        if val_fraction > 0 and target == 0 and len(groups) > 1:
+            target = 1
+        chosen = _fill_groups(groups, sizes, target)
+        val_groups.update(chosen)
     for r in free:
         r.split = "val" if (r.group or str(r.image_path)) in val_groups else "train"
+
+
+def _fill_groups(groups: Sequence[str], sizes: dict[str, int], target: int) -> list[str]:
+    """Groups, in the given (shuffled) order, that add up to about ``target`` photos.
+
+    A group that would overshoot the target by more than a quarter is passed over, so one long
+    capture session cannot turn a 10 % validation split into 40 %. Never every group: training
+    keeps at least one.
+    """
+    chosen: list[str] = []
+    taken = 0
+    for group in groups:
+        if taken >= target or len(chosen) == len(groups) - 1:
+            break
+        if taken + sizes[group] <= max(target * 1.25, 1):
+            chosen.append(group)
+            taken += sizes[group]
+    if not chosen and target > 0 and len(groups) > 1:
+        chosen.append(min(groups, key=lambda g: sizes[g]))
+    return chosen
 
 
 def _unique_name(record: ImageRecord) -> str:

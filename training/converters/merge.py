@@ -6,6 +6,10 @@
 A source is ``FORMAT:PATH[:NAME][:KEY=VALUE]...``: ``NAME`` (default: the format) prefixes the
 written file names and the report; ``KEY=VALUE`` are the format's options (see each
 converter's docstring, e.g. ``coco:...:images=/data/train2017``, ``tvhand:...:box_order=xyxy``).
+
+One option works for every format: ``split=train|val|test`` puts all of the source's photos in
+that split, whatever the source calls its own splits: ``yolo:.../valid:rf:split=train`` trains
+on a split the source meant for validation, ``split=test`` keeps a whole source held out.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import NamedTuple
 
 from gesture_recognition.training.converters.coco import read_coco
 from gesture_recognition.training.converters.common import (
+    SPLITS,
     ConversionReport,
     ImageRecord,
     write_yolo_dataset,
@@ -71,6 +76,10 @@ def parse_source(text: str) -> SourceSpec:
     return SourceSpec(fmt.strip().lower(), Path(path), name, options)
 
 
+# Options every source takes, handled here rather than by the format's reader.
+COMMON_OPTIONS = ("split",)
+
+
 def _check_source(spec: SourceSpec) -> tuple[Reader, str, dict[str, str]]:
     reader = READERS.get(spec.format)
     if reader is None:
@@ -81,7 +90,13 @@ def _check_source(spec: SourceSpec) -> tuple[Reader, str, dict[str, str]]:
         raise FileNotFoundError(f"source {spec.name or spec.format}: no such path {spec.root}")
     options = dict(spec.options or {})
     accepted = set(inspect.signature(reader).parameters) - {"root", "source"}
+    accepted |= set(COMMON_OPTIONS)
     unknown = sorted(set(options) - accepted)
+    if options.get("split", SPLITS[0]) not in SPLITS:
+        raise ValueError(
+            f"source {spec.name or spec.format}: split={options['split']!r} is not one of "
+            f"{', '.join(SPLITS)}"
+        )
     if unknown:
         raise ValueError(
             f"source {spec.name or spec.format}: unknown option(s) {', '.join(unknown)} for "
@@ -92,7 +107,11 @@ def _check_source(spec: SourceSpec) -> tuple[Reader, str, dict[str, str]]:
 
 def read_source(spec: SourceSpec) -> Iterator[ImageRecord]:
     reader, name, options = _check_source(spec)
-    yield from reader(Path(spec.root), source=name, **options)
+    forced = options.pop("split", None)
+    for record in reader(Path(spec.root), source=name, **options):
+        if forced is not None:
+            record.split = forced
+        yield record
 
 
 def build_detector_dataset(
