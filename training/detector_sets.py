@@ -118,3 +118,19 @@ def padding_sweep(
             ]
             rows.append({"set": s.name, "padding": padding, **score(grown, s.truths, conf)})
     return rows
+
+
+def write_sweep(rows: Sequence[dict[str, Any]], path: Path) -> Path:
+    """The sweep as a markdown table (one row per set and padding)."""
+    lines = [
+        "| set | padding | mean best IoU | mAP50 | mAP50-95 | precision | recall |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['set']} | {r['padding']:g} | {r['mean_best_iou']:.3f} | {r['map50']:.3f} | "
+            f"{r['map50_95']:.3f} | {r['precision']:.3f} | {r['recall']:.3f} |"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

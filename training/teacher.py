@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,8 @@ class MediaPipeHands:
             raise ValueError(f"padding must be within [0, 1], got {padding}")
         from mediapipe.python.solutions import hands  # the wheel's own palm + landmark models
 
+        # mediapipe 0.10.14 calls a protobuf API that protobuf 4.25 deprecates, once per photo.
+        warnings.filterwarnings("ignore", "SymbolDatabase.GetPrototype", UserWarning)
         self.padding = padding
         self.settings = {
             "max_num_hands": max_hands,
