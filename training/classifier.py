@@ -131,6 +131,8 @@ class ClassifierTrainConfig:
             raise ValueError(f"tight_crops must be served or stretch, got {self.tight_crops!r}")
         if self.samples_per_epoch is not None and self.samples_per_epoch < 1:
             raise ValueError(f"samples_per_epoch must be >= 1, got {self.samples_per_epoch}")
+        if self.samples_per_epoch is not None and self.balance != "sampler":
+            raise ValueError("samples_per_epoch needs balance='sampler' (its balanced draws)")
         if self.freeze_blocks < 0:
             raise ValueError(f"freeze_blocks must be >= 0, got {self.freeze_blocks}")
         if self.balance not in ("sampler", "loss", "none"):

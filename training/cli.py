@@ -28,6 +28,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from gesture_recognition.arguments import positive_int
 from gesture_recognition.labels import load_label_map
 
 
@@ -211,7 +212,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="an ultralytics augmentation setting (repeat), e.g. degrees=10 flipud=0.2",
     )
-    p.add_argument("--lr0", type=float, default=None, help="initial learning rate (fine-tuning)")
+    p.add_argument(
+        "--lr0",
+        type=float,
+        default=None,
+        help="initial learning rate, with AdamW (ultralytics' automatic optimiser ignores lr0)",
+    )
     p.set_defaults(func=_cmd_train_detector)
 
     p = sub.add_parser(
@@ -221,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--onnx", default="models/hand_detector.onnx")
     p.add_argument("--model", default="yolo26n.yaml", help="the architecture it was exported from")
     p.add_argument("--photos", required=True, help="real photos to calibrate and check on")
-    p.add_argument("--limit", type=int, default=32)
+    p.add_argument("--limit", type=positive_int, default=32, help="photos to check on")
     p.add_argument("--imgsz", type=int, default=320)
     p.add_argument("--out", required=True, help="checkpoint path (.pt)")
     p.set_defaults(func=_cmd_rebuild_detector)

@@ -101,7 +101,8 @@ def cache_boxes(
         cache = {"detector": identity, "root": str(root), "images": {}, "failed": {}}
     done: dict[str, Any] = cache["images"]
     failed: dict[str, str] = cache["failed"]
-    todo = [p for p in (images or list_images(root)) if _rel(p, root) not in done]
+    listed = list_images(root) if images is None else list(images)
+    todo = [p for p in listed if _rel(p, root) not in done]
     for i, path in enumerate(tqdm(todo, desc=desc, unit="img")):
         rel = _rel(path, root)
         try:
@@ -173,7 +174,13 @@ def predictions_for(
 
 
 def _rel(path: Path, root: Path) -> str:
-    return Path(path).resolve().relative_to(root.resolve()).as_posix()
+    """The cache key of a photo: its path under ``root`` as given (a converted dataset's
+    linked photos under their folder), else as resolved (linked photos listed by their real
+    files under the real root)."""
+    try:
+        return Path(path).absolute().relative_to(Path(root).absolute()).as_posix()
+    except ValueError:
+        return Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
 
 
 def _load(path: Path) -> dict[str, Any]:

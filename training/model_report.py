@@ -23,6 +23,7 @@ from typing import Any
 
 from gesture_recognition.training import evaluate as ev
 from gesture_recognition.training.report import write_report
+from gesture_recognition.training.teacher import DEFAULT_PADDING
 
 PEERS = ("mediapipe",)
 
@@ -38,7 +39,9 @@ class DetectorSetSpec:
         """``NAME=DATA_YAML`` or ``DATA_YAML`` (named after its folder)."""
         name, sep, path = text.partition("=")
         if not sep:
-            name, path = Path(text).parent.name, text
+            name, path = Path(text).resolve().parent.name, text
+        if not name.strip():
+            raise ValueError(f"--detector-data {text!r}: the set needs a name (NAME=DATA_YAML)")
         return cls(name.strip(), Path(path), split)
 
 
@@ -67,8 +70,8 @@ def _peer_result(spec: DetectorSetSpec, plan: ReportPlan) -> dict[str, Any]:
     resolved = [p.resolve() for p in images]
     root = Path(os.path.commonpath([str(p.parent) for p in resolved]))
     cache = plan.out / "peer" / f"{spec.name}_{spec.split}.json"
-    run_teacher(root, cache, padding=0.1, images=resolved)
-    return ev.evaluate_detector(
+    run_teacher(root, cache, padding=DEFAULT_PADDING, images=resolved)
+    result = ev.evaluate_detector(
         None,
         spec.data_yaml,
         spec.split,
@@ -76,6 +79,7 @@ def _peer_result(spec: DetectorSetSpec, plan: ReportPlan) -> dict[str, Any]:
         served_conf=0.0,
         name=f"{spec.name} — MediaPipe Hands",
     )
+    return {**result, "set": spec.name}
 
 
 def _classifier_label(directory: Path | None, models_dir: Path | None) -> str:
@@ -95,6 +99,7 @@ def run_plan(plan: ReportPlan) -> Path:
             checkpoint=plan.checkpoint,
             name=f"{spec.name} — served detector",
         )
+        ours["set"] = spec.name
         results.append(ours)
         peer = _peer_result(spec, plan) if plan.peer else None
         if peer is not None:
@@ -102,6 +107,7 @@ def run_plan(plan: ReportPlan) -> Path:
         detector_pairs.append((ours, peer))
     classifier_dirs = plan.classifier_dirs or [None]
     classifier_results, e2e_results = [], []
+    skipped: list[str] = []
     for directory in classifier_dirs:
         label = _classifier_label(directory, plan.models_dir)
         if plan.crops is not None:
@@ -115,26 +121,46 @@ def run_plan(plan: ReportPlan) -> Path:
             classifier_results.append(result)
         if plan.scenes is not None or plan.fingers is not None:
             pipe = ev.pipeline_for(plan.models_dir, plan.threads, directory)
-            if plan.scenes is not None:
-                photos = plan.scene_photos or sorted(ev.photo_labels(Path(plan.scenes)))
-                e2e_results.append(
-                    ev.evaluate_end_to_end_mcs(
-                        None, plan.scenes, photos, pipeline=pipe, name=f"end to end {label}"
-                    )
-                )
-            if plan.fingers is not None:
-                e2e_results.append(
-                    ev.evaluate_end_to_end_fingers(
-                        None, plan.fingers, plan.split, pipeline=pipe, name=f"fingers {label}"
-                    )
-                )
+            e2e_results += _end_to_end(plan, pipe, label, skipped)
     results += classifier_results + e2e_results
     if not results:
         raise ValueError(
             "nothing to evaluate: give --detector-data, --crops, --scenes or --fingers"
         )
     summary = summary_lines(detector_pairs, classifier_results, e2e_results, plan.out)
+    if skipped:
+        summary += ["Not scored (the classifier's label map has no class of that set):", ""]
+        summary += [f"- {line}" for line in skipped] + [""]
     return write_report(results, plan.out, title=plan.title, preamble=summary)
+
+
+def _end_to_end(
+    plan: ReportPlan, pipe: ev.GesturePipeline, label: str, skipped: list[str]
+) -> list[dict[str, Any]]:
+    """The end-to-end sets this classifier can answer: a gesture classifier the scenes, a
+    finger-count classifier the SubhiH photos."""
+    label_map = pipe.classifier.spec.label_map
+    out = []
+    if plan.scenes is not None:
+        photos = plan.scene_photos or sorted(ev.photo_labels(Path(plan.scenes)))
+        if ev.mcs_photos(plan.scenes, photos, label_map)[0]:
+            out.append(
+                ev.evaluate_end_to_end_mcs(
+                    None, plan.scenes, photos, pipeline=pipe, name=f"end to end {label}"
+                )
+            )
+        else:
+            skipped.append(f"{label} ({label_map.name}) on the scenes {plan.scenes}")
+    if plan.fingers is not None:
+        if ev.finger_photos(plan.fingers, plan.split, label_map)[0]:
+            out.append(
+                ev.evaluate_end_to_end_fingers(
+                    None, plan.fingers, plan.split, pipeline=pipe, name=f"fingers {label}"
+                )
+            )
+        else:
+            skipped.append(f"{label} ({label_map.name}) on the finger-count photos {plan.fingers}")
+    return out
 
 
 def _pct(value: float) -> str:
@@ -168,7 +194,7 @@ def summary_lines(
                     continue
                 served = result["served"]
                 lines.append(
-                    f"| {result['data_yaml'].split('/')[-2]} {result['split']} | "
+                    f"| {result.get('set', result['name'])} {result['split']} | "
                     f"{result['images']} | {result['gt_boxes']} | {who} | "
                     f"{_pct(served['recall'])} | {_pct(served['precision'])} | "
                     f"{_pct(result['map50'])} | {result['latency']['median_ms']:.1f} |"

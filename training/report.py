@@ -111,7 +111,7 @@ def plot_pr_compare(ours: Mapping[str, Any], peer: Mapping[str, Any] | None, out
     ax.set_ylim(0.0, 1.01)
     ax.set_xlabel("recall")
     ax.set_ylabel("precision")
-    ax.set_title(f"{ours['data_yaml'].split('/')[-2]} {ours['split']}: IoU 0.5")
+    ax.set_title(f"{ours.get('set', ours['name'])} {ours['split']}: IoU 0.5")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower left")
     fig.tight_layout()

@@ -41,6 +41,7 @@ class ServedView:
         shift: float = 0.08,
         fills: Sequence[str] = FILLS,
         random: bool = True,
+        square: bool = True,
     ) -> None:
         if not 1.0 <= scales[0] <= scales[1]:
             raise ValueError(f"scales must be 1 <= low <= high, got {scales}")
@@ -48,10 +49,13 @@ class ServedView:
         if unknown or not fills:
             raise ValueError(f"fills must be among {self.FILLS}, got {tuple(fills)}")
         self.scales, self.shift, self.fills, self.random = scales, shift, tuple(fills), random
+        self.square = square  # CropConfig.square: False grows each side and keeps the aspect
 
     @classmethod
     def deterministic(cls, config: CropConfig) -> ServedView:
-        return cls((config.scale, config.scale), 0.0, ("edge",), random=False)
+        return cls(
+            (config.scale, config.scale), 0.0, ("edge",), random=False, square=config.square
+        )
 
     def _uniform(self, low: float, high: float) -> float:
         if not self.random or high <= low:
@@ -69,20 +73,25 @@ class ServedView:
 
     def __call__(self, crop: NDArray[np.uint8]) -> NDArray[np.uint8]:
         h, w = crop.shape[:2]
-        side = max(h, w, round(max(h, w) * self._uniform(*self.scales)))
-        room_x, room_y = side - w, side - h
-        left = round(room_x / 2 + self._uniform(-self.shift, self.shift) * side)
-        top = round(room_y / 2 + self._uniform(-self.shift, self.shift) * side)
+        scale = self._uniform(*self.scales)
+        if self.square:
+            width = height = max(h, w, round(max(h, w) * scale))
+        else:
+            width, height = max(w, round(w * scale)), max(h, round(h * scale))
+        room_x, room_y = width - w, height - h
+        left = round(room_x / 2 + self._uniform(-self.shift, self.shift) * width)
+        top = round(room_y / 2 + self._uniform(-self.shift, self.shift) * height)
         left, top = min(max(left, 0), room_x), min(max(top, 0), room_y)
         fill = self._fill()
         if fill == "edge":
             return np.pad(crop, ((top, room_y - top), (left, room_x - left), (0, 0)), mode="edge")
         if fill == "blur":
-            back = Image.fromarray(np.ascontiguousarray(crop)).resize((side, side))
-            canvas = np.array(back.filter(ImageFilter.GaussianBlur(radius=max(1, side // 12))))
+            back = Image.fromarray(np.ascontiguousarray(crop)).resize((width, height))
+            radius = max(1, max(width, height) // 12)
+            canvas = np.array(back.filter(ImageFilter.GaussianBlur(radius=radius)))
         else:
             border = np.concatenate([crop[0], crop[-1], crop[:, 0], crop[:, -1]])
-            canvas = np.empty((side, side, 3), np.uint8)
+            canvas = np.empty((height, width, 3), np.uint8)
             canvas[:] = border.mean(axis=0).astype(np.uint8)
         canvas[top : top + h, left : left + w] = crop
         return canvas

@@ -30,12 +30,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from gesture_recognition.training.detect_cache import cache_boxes, list_images
+from gesture_recognition.training.detect_cache import cache_boxes
 
 TEACHERS = ("mediapipe",)
 DEFAULT_PADDING = 0.1
-# The environment the teacher runs in unless mediapipe imports here (scripts/bootstrap.sh).
-TEACHER_PYTHON = Path(".venv-teacher/bin/python")
+# The environment the teacher runs in unless mediapipe imports here (scripts/bootstrap.sh
+# teacher makes it at the repository root; training/ sits there in the editable install).
+TEACHER_PYTHON = Path(__file__).resolve().parents[1] / ".venv-teacher" / "bin" / "python"
 TEACHER_PYTHON_ENV = "GESTURE_TEACHER_PYTHON"
 
 
@@ -166,7 +167,10 @@ def run_teacher(
             listing = Path(tmp) / "images.txt"
             listing.write_text("\n".join(str(Path(p).resolve()) for p in images), "utf-8")
             command += ["--images", str(listing)]
-        subprocess.run(command, check=True)
+        # stderr passes through: the teacher's progress bar, and its one-line error if any.
+        done = subprocess.run(command)
+    if done.returncode != 0:
+        raise ValueError(f"the teacher ({python}) failed with exit status {done.returncode}")
     return dict(json.loads(Path(out_path).read_text(encoding="utf-8")))
 
 
@@ -186,7 +190,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not root.is_dir():
         print(f"teacher: error: no such folder {root}", file=sys.stderr)
         return 2
-    cache = label_photos(root, Path(args.out), args.padding, images or list_images(root))
+    try:
+        cache = label_photos(root, Path(args.out), args.padding, images)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"teacher: error: {exc}", file=sys.stderr)
+        return 2
     with_hand = sum(1 for e in cache["images"].values() if e["boxes"])
     print(f"{len(cache['images'])} photos in {args.out}: {with_hand} with at least one hand")
     return 0

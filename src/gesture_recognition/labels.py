@@ -77,9 +77,14 @@ class LabelMap:
         None when nothing here names it."""
         if self.contains(label):
             return self.canonical(label)
-        for mapping in self.merges.values():
+        for source, mapping in self.merges.items():
             if label in mapping:
                 return mapping[label]
+            # The source map's own aliases first (HaGRID's ``four`` is its ``other_gesture``).
+            if source in BUILTIN_LABEL_MAPS:
+                other = load_label_map(source)
+                if other.contains(label) and other.canonical(label) in mapping:
+                    return mapping[other.canonical(label)]
         return None
 
     def merge_matrix(self, source: LabelMap) -> NDArray[np.float32]:

@@ -157,12 +157,13 @@ def roboflow_fixture(root: Path) -> None:
         (root / "train" / "labels" / f"{name}.txt").write_text(
             "0 0.5 0.5 0.2 0.4\n1 0.1 0.1 0.1 0.1\n", encoding="utf-8"
         )
-    jpeg(root / "valid" / "images" / "v.jpg", 100, 50)
+    # Distinct pixels per photo: the writer drops training photos that copy a test photo.
+    jpeg(root / "valid" / "images" / "v.jpg", 100, 50, seed=10)
     # A segmentation polygon line: the box is the polygon's enclosing box.
     (root / "valid" / "labels" / "v.txt").write_text(
         "0 0.1 0.2 0.3 0.2 0.3 0.6 0.1 0.6\n", encoding="utf-8"
     )
-    jpeg(root / "test" / "images" / "background.jpg", 100, 50)  # no label file
+    jpeg(root / "test" / "images" / "background.jpg", 100, 50, seed=20)  # no label file
 
 
 def test_yolo_roboflow_export(tmp_path: Path) -> None:

@@ -17,7 +17,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import yaml
+from numpy.typing import NDArray
 from PIL import Image
 from tqdm import tqdm
 
@@ -34,6 +36,10 @@ _SPLIT_ALIASES = {
     "test": "test",
     "testing": "test",
 }
+# Thumbnail similarity from which a training photo counts as a copy of a test photo: re-encoded
+# copies score >= 0.995; consecutive frames of one webcam session (SubhiH) reach it too, and
+# are as good as the test photo for a detector.
+TEST_DUPLICATE_SIMILARITY = 0.995
 # Annotation tools round coordinates; a box may overshoot the border by this many pixels
 # and still be clipped rather than rejected.
 BORDER_TOLERANCE_PX = 2.0
@@ -119,6 +125,8 @@ class ImageRecord:
     height: int | None = None
     # Problems the converter already found (e.g. an unparsable annotation).
     problem: str | None = None
+    # The split was set for the whole source (``split=`` source option): never reassigned.
+    fixed_split: bool = False
 
 
 @dataclass
@@ -225,18 +233,22 @@ def assign_splits(records: list[ImageRecord], val_fraction: float, seed: int) ->
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     has_val = any(r.split == "val" for r in records)
-    free = [r for r in records if r.split is None or (not has_val and r.split == "train")]
+    free = [
+        r
+        for r in records
+        if not r.fixed_split and (r.split is None or (not has_val and r.split == "train"))
+    ]
     by_source: dict[str, dict[str, int]] = {}
     for r in free:
         sizes = by_source.setdefault(r.source, {})
         key = r.group or str(r.image_path)
         sizes[key] = sizes.get(key, 0) + 1
-    rng = random.Random(seed)
     val_groups: set[str] = set()
     for source in sorted(by_source):
         sizes = by_source[source]
         groups = sorted(sizes)
-        rng.shuffle(groups)
+        # One generator per source: adding a source leaves the others' validation unchanged.
+        random.Random(f"{seed}:{source}").shuffle(groups)
         target = round(sum(sizes.values()) * val_fraction)
         if val_fraction > 0 and target == 0 and len(groups) > 1:
             target = 1
@@ -266,6 +278,33 @@ def _fill_groups(groups: Sequence[str], sizes: dict[str, int], target: int) -> l
     return chosen
 
 
+def copies_of_test_photos(records: Sequence[ImageRecord], similarity: float) -> set[int]:
+    """``id()`` of the non-test records whose photo matches a test photo (thumbnail cosine
+    similarity >= ``similarity``, :func:`training.near_duplicates.signature`)."""
+    from gesture_recognition.training.near_duplicates import signature
+
+    def signatures(chosen: Sequence[ImageRecord]) -> list[tuple[int, NDArray[np.float32]]]:
+        out = []
+        for r in chosen:
+            try:
+                with Image.open(r.image_path) as img:
+                    out.append((id(r), signature(img)))
+            except Exception:  # unreadable: validate_record reports it
+                continue
+        return out
+
+    test = signatures([r for r in records if r.split == "test"])
+    if not test:
+        return set()
+    rest = signatures([r for r in records if r.split != "test"])
+    if not rest:
+        return set()
+    test_matrix = np.stack([v for _, v in test])
+    rest_matrix = np.stack([v for _, v in rest])
+    best = (rest_matrix @ test_matrix.T).max(axis=1)
+    return {rid for (rid, _), b in zip(rest, best, strict=True) if b >= similarity}
+
+
 def _unique_name(record: ImageRecord) -> str:
     digest = hashlib.sha1(str(record.image_path).encode()).hexdigest()[:8]
     return f"{record.source}_{record.image_path.stem}_{digest}{record.image_path.suffix.lower()}"
@@ -279,10 +318,16 @@ def write_yolo_dataset(
     val_fraction: float = 0.1,
     seed: int = 0,
     copy: bool = False,
+    test_duplicate_similarity: float | None = TEST_DUPLICATE_SIMILARITY,
 ) -> ConversionReport:
     """Write ``out_dir`` in the ultralytics YOLO layout; returns what was written and skipped.
 
     ``class_map`` maps source labels to ``class_names`` (default: every label is ``hand``).
+    Training and validation photos that are copies of a test photo (thumbnail similarity at
+    least ``test_duplicate_similarity``; None: keep them) are skipped as
+    ``duplicate_of_test_photo``: datasets ship the same photo in two splits (78 of Roboflow
+    hands' 264 test photos are also in its valid split, re-encoded), and a split by name or
+    group cannot see it.
     """
     if class_map is None and tuple(class_names) == ("hand",):
         class_map = _AllHand()
@@ -292,7 +337,15 @@ def write_yolo_dataset(
     records = list(records)
     assign_splits(records, val_fraction, seed)
     report = ConversionReport()
+    copies = (
+        set()
+        if test_duplicate_similarity is None
+        else copies_of_test_photos(records, test_duplicate_similarity)
+    )
     for record in tqdm(records, desc="writing dataset", unit="img"):
+        if id(record) in copies:
+            report.skip("duplicate_of_test_photo", str(record.image_path))
+            continue
         rows, reason, clipped = validate_record(record, class_names, class_map)
         if rows is None:
             report.skip(reason or "invalid", str(record.image_path))

@@ -111,6 +111,7 @@ def read_source(spec: SourceSpec) -> Iterator[ImageRecord]:
     for record in reader(Path(spec.root), source=name, **options):
         if forced is not None:
             record.split = forced
+            record.fixed_split = True
         yield record
 
 

@@ -1,0 +1,114 @@
+"""Warm start: the shipped detector ONNX rebuilt into an ultralytics checkpoint.
+
+One rebuild (``gesture-train rebuild-detector``, about 25 s on two real SubhiH photos); the
+saved checkpoint is loaded back by ultralytics and must still give the ONNX file's outputs.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from gesture_recognition.images import load_image
+from gesture_recognition.letterbox import letterbox, to_detector_tensor
+from gesture_recognition.training import warm_start
+from gesture_recognition.training.cli import main
+from gesture_recognition.training.warm_start import (
+    MAX_ABS_DIFF,
+    RebuildReport,
+    _one2one_name,
+    rebuild_detector,
+)
+from tests.conftest import REPO
+from tests.unit.subhih_photos import PHOTOS
+
+ONNX = REPO / "models" / "hand_detector.onnx"
+
+
+@pytest.fixture(scope="module")
+def photos(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not ONNX.is_file():
+        pytest.skip(f"no shipped detector at {ONNX}")
+    folder = tmp_path_factory.mktemp("calib")
+    for rel in PHOTOS[:2]:
+        shutil.copy(shared_data / "subhih_hands" / rel, folder / Path(rel).name)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def checkpoint(
+    photos: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, RebuildReport]:
+    """``gesture-train rebuild-detector`` once; the report its rebuild returned."""
+    out = tmp_path_factory.mktemp("warm") / "warm.pt"
+    argv = ["rebuild-detector", "--onnx", str(ONNX), "--photos", str(photos)]
+    argv += ["--limit", "2", "--out", str(out)]
+    reports: list[RebuildReport] = []
+    original = warm_start.rebuild_detector
+
+    def spy(*args: Any, **kwargs: Any) -> tuple[torch.nn.Module, RebuildReport]:
+        model, report = original(*args, **kwargs)
+        reports.append(report)
+        return model, report
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(warm_start, "rebuild_detector", spy)
+        assert main(argv) == 0
+    assert len(reports) == 1
+    return out, reports[0]
+
+
+def test_one2one_names() -> None:
+    assert _one2one_name("model.23.cv2.0.1.conv") == "model.23.one2one_cv2.0.1.conv"
+    assert _one2one_name("model.23.cv3.2.2") == "model.23.one2one_cv3.2.2"
+    assert _one2one_name("model.2.cv2.conv") == "model.2.one2one_cv2.conv"  # any numbered module
+    assert _one2one_name("model.0.conv") is None
+
+
+def test_rebuild_reports_what_it_loaded(checkpoint: tuple[Path, RebuildReport]) -> None:
+    path, report = checkpoint
+    assert path.is_file() and report.photos == 2
+    assert report.loaded > 100 and report.loaded % 2 == 0  # weight and bias of each conv
+    assert report.copied_heads > 0  # the one-to-many head, not in the export
+    assert 0.0 <= report.max_abs_diff <= MAX_ABS_DIFF
+
+
+def test_the_saved_checkpoint_is_the_onnx_network(
+    checkpoint: tuple[Path, RebuildReport], photos: Path
+) -> None:
+    import onnxruntime as ort
+    from ultralytics import YOLO
+
+    path, _ = checkpoint
+    saved = torch.load(path, map_location="cpu", weights_only=False)
+    assert saved["train_args"] == {"model": "yolo26n.yaml", "imgsz": 320, "task": "detect"}
+    model = YOLO(str(path))  # what `train-detector --model warm.pt` starts from
+    net: Any = model.model
+    net.eval()
+    head = net.model[-1]
+    head.end2end = True
+    session = ort.InferenceSession(str(ONNX), providers=["CPUExecutionProvider"])
+    for photo in sorted(photos.iterdir()):
+        canvas, _ = letterbox(load_image(photo), 320, stride=32)
+        x = to_detector_tensor(canvas)
+        with torch.no_grad():
+            ours = net(torch.from_numpy(x))
+        ours = (ours[0] if isinstance(ours, (list, tuple)) else ours).numpy()
+        theirs = session.run(None, {session.get_inputs()[0].name: x})[0]
+        keep = theirs[0, :, 4] >= 0.05
+        assert ours.shape == theirs.shape
+        if keep.any():
+            assert np.abs(ours[0, keep] - theirs[0, keep]).max() <= MAX_ABS_DIFF
+
+
+def test_another_architecture_is_refused(photos: Path) -> None:
+    images = sorted(photos.iterdir())
+    with pytest.raises(ValueError, match=r"ONNX weight|no weights"):
+        rebuild_detector(ONNX, "yolo26s.yaml", images)
+    with pytest.raises(ValueError, match="real photos"):
+        rebuild_detector(ONNX, "yolo26n.yaml", [])
