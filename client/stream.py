@@ -107,7 +107,7 @@ class Outcome:
 
 @dataclass
 class StreamStats:
-    read: int = 0  # frames taken from the source
+    read: int = 0  # frames taken from the reader (dropped ones are not)
     sent: int = 0
     answered: int = 0
     skipped: int = 0  # not sent on purpose (every / max_fps)
@@ -119,6 +119,11 @@ class StreamStats:
     started: float = field(default_factory=time.perf_counter)
     finished: float | None = None
     stopped_by_server: str | None = None  # why the stream stopped early
+
+    @property
+    def frames(self) -> int:
+        """Frames taken from the source: those read out, and those dropped before."""
+        return self.read + self.dropped
 
     @property
     def elapsed_s(self) -> float:
@@ -140,7 +145,7 @@ class StreamStats:
     def to_dict(self) -> dict[str, object]:
         p50, p95 = self.latency_ms(50), self.latency_ms(95)
         return {
-            "frames": self.read,
+            "frames": self.frames,
             "sent": self.sent,
             "answered": self.answered,
             "skipped": self.skipped,
@@ -166,7 +171,7 @@ class StreamStats:
             if getattr(self, name):
                 parts.append(f"{getattr(self, name)} {name}")
         return (
-            f"{self.read} frames ({', '.join(parts)}) in {self.elapsed_s:.1f} s: "
+            f"{self.frames} frames ({', '.join(parts)}) in {self.elapsed_s:.1f} s: "
             f"{self.frames_per_s:.1f} frames/s, {latency}"
         )
 

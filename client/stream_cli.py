@@ -287,7 +287,7 @@ def main(
     if stats.stopped_by_server is not None:
         print(
             f"{PROG}: error: the server went away: {stats.lost} frames lost, stopped after "
-            f"{stats.read} frames ({stats.stopped_by_server})",
+            f"{stats.frames} frames ({stats.stopped_by_server})",
             file=err,
         )
         return EXIT_SERVER

@@ -234,6 +234,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sock.close()
         print(f"{PROG}: error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    # Listening before the line below is printed: a client that reads it can connect at once.
+    sock.listen(128)
     port = sock.getsockname()[1]
     hosts = None
     if _is_loopback(args.host):

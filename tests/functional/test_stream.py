@@ -4,14 +4,19 @@ decoded frame; the annotated video; frame globs; and the server going away mid-s
 
 from __future__ import annotations
 
+import http.server
 import io
 import json
 import os
+import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import ClassVar
 
+import cv2
 import numpy as np
 import pytest
 
@@ -120,9 +125,14 @@ def test_video_every_frame_in_order_as_the_pipeline_sees_it(
 
 
 def test_frame_glob_sends_the_files_own_bytes(
-    triton_server: RunningServer, reference: GesturePipeline, shared_data: Path
+    triton_server: RunningServer, reference: GesturePipeline, shared_data: Path, tmp_path: Path
 ) -> None:
-    pattern = str(shared_data / "subhih_hands" / "train" / "1528664299.56_pic0000*.jpg")
+    folder = shared_data / "subhih_hands" / "train"
+    pattern = str(folder / "1528664299.56_pic000[01]*.jpg")
+    # What the glob should give, in shooting order (pic00000-07, then pic00012: the session's
+    # other photos are in test/).
+    photos = sorted(folder.glob("1528664299.56_pic000[01]*.jpg"), key=lambda p: p.name)[:9]
+    assert photos[-1].name == "1528664299.56_pic00012.jpg"
     code, lines, err = run_stream(
         pattern,
         "--url", triton_server.grpc_url,
@@ -130,17 +140,68 @@ def test_frame_glob_sends_the_files_own_bytes(
         "--every", "2",
         "--max-frames", "9",
         "--fps", "5",
+        "--out", str(tmp_path / "glob.avi"),
     )  # fmt: skip
     assert code == 0, err
-    # Frames pic00000..pic00008 in number order; every second one sent, the rest skipped.
+    # Every second frame sent, the rest skipped.
     assert [line["frame"] for line in lines] == [0, 2, 4, 6, 8]
     assert [line["time_s"] for line in lines] == [0.0, 0.4, 0.8, 1.2, 1.6]
-    folder = shared_data / "subhih_hands" / "train"
     for line in lines:
-        photo = folder / f"1528664299.56_pic{line['frame']:05d}.jpg"
+        photo = photos[line["frame"]]
         # The server decoded the file itself: the same pixels as the in-process decode.
         assert_line_matches(line, reference(load_image(photo)), photo.name)
     assert "9 frames (5 answered, 4 skipped)" in err
+    # Skipped frames are in the video too, drawn with the latest answer.
+    drawn = decode_video(tmp_path / "glob.avi")
+    assert len(drawn) == 9
+    source = cv2.cvtColor(cv2.imread(str(photos[1])), cv2.COLOR_BGR2RGB).astype(int)
+    banner = np.abs(drawn[1][:20, :100].astype(int) - source[:20, :100]).mean()
+    corner = np.abs(drawn[1][-40:, -40:].astype(int) - source[-40:, -40:]).mean()
+    assert banner > 40 and corner < 15, (banner, corner)
+
+
+class MjpegCamera(http.server.BaseHTTPRequestHandler):
+    """An IP camera's MJPEG stream (multipart/x-mixed-replace), one photo every 0.1 s."""
+
+    photos: ClassVar[list[Path]] = []
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+        self.end_headers()
+        for photo in self.photos:
+            data = photo.read_bytes()
+            head = f"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n\r\n"
+            self.wfile.write(head.encode() + data + b"\r\n")
+            self.wfile.flush()
+            time.sleep(1 / FPS)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_http_camera_is_a_live_source(triton_server: RunningServer, photos: list[Path]) -> None:
+    """An http:// MJPEG stream read by OpenCV's FFmpeg: a live source, so frames arrive at the
+    sender's pace and, with the window full, the oldest waiting ones are dropped and counted."""
+    handler = type("Camera", (MjpegCamera,), {"photos": photos})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/stream.mjpg"
+        code, lines, err = run_stream(url, "--url", triton_server.grpc_url, "--in-flight", "1")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert code == 0, err
+    frames = [line["frame"] for line in lines]
+    assert frames == sorted(set(frames)) and frames[0] == 0 and frames[-1] <= FRAMES - 1
+    assert all("gesture" in line for line in lines)
+    # Live: time_s is when the frame arrived here, about one tenth of a second apart.
+    assert lines[-1]["time_s"] >= 0.5 * (frames[-1] - frames[0]) / FPS
+    match = re.search(r"(\d+) frames \((\d+) answered(?:, (\d+) dropped)?\)", err)
+    assert match, err
+    total, answered, dropped = (int(g or 0) for g in match.groups())
+    assert total == FRAMES and answered == len(lines) and answered + dropped == FRAMES
 
 
 def _stream_process(video: Path, url: str, *extra: str) -> subprocess.Popen[str]:

@@ -200,7 +200,7 @@ def test_page_in_chromium_with_a_fake_camera(
         # The machine's network is closed: without these Chromium hangs on its own connections.
         "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1040,640",
+        f"--user-data-dir={tmp_path / 'profile'}", "--window-size=960,760",
         # The camera: a real video made from real photos, permission granted without a prompt.
         "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
         f"--use-file-for-fake-video-capture={camera}",
