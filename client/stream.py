@@ -37,7 +37,7 @@ from .errors import (
     RequestTimeoutError,
     ServerUnavailableError,
 )
-from .frame_sources import Frame, FrameSource, import_cv2
+from .frame_sources import READ_TIMEOUT_MS, Frame, FrameSource, SourceError, import_cv2
 from .smoothing import ProbabilitySmoother, Smoothed
 
 # A failure of these means no frame behind this one will get an answer either.
@@ -257,8 +257,8 @@ class FrameReader:
             for read in self._reads():
                 if not self._put(read):
                     return
-        except BaseException as exc:  # reported by next(), not lost on this thread
-            self.error = exc
+        except Exception as exc:  # reported by next(), not lost on this thread
+            self.error = SourceError(f"reading {self._source.description} failed: {exc}")
         finally:
             self._put(_END)
 
@@ -286,9 +286,9 @@ class FrameReader:
 
     def stop(self) -> None:
         self._stop.set()
-        # A camera read can block up to its read timeout; the thread is a daemon and checks
-        # the flag after each frame, so this waits only briefly.
-        self._thread.join(timeout=1.0)
+        # The thread checks the flag after each frame; a camera or URL read can block up to
+        # its read timeout, and the source must not be released under a read in progress.
+        self._thread.join(timeout=READ_TIMEOUT_MS / 1000 + 1)
 
 
 class FrameStream:

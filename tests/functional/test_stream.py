@@ -266,3 +266,16 @@ def test_a_short_outage_is_ridden_out(triton_server: RunningServer, video: Path)
     assert [line["frame"] for line in lines] == list(range(FRAMES))
     assert all("gesture" in line for line in lines)
     assert f"{FRAMES} frames ({FRAMES} answered)" in err
+
+
+def test_stdout_closed_early_ends_quietly(triton_server: RunningServer, video: Path) -> None:
+    """``gesture-client stream clip.mp4 | head -2``: exit 141, no traceback."""
+    process = _stream_process(video, triton_server.grpc_url)
+    assert process.stdout is not None and process.stderr is not None
+    first = [json.loads(process.stdout.readline()) for _ in range(2)]
+    process.stdout.close()
+    process.wait(timeout=60)
+    err = process.stderr.read()
+    assert [line["frame"] for line in first] == [0, 1]
+    assert process.returncode == 141, err
+    assert "Traceback" not in err
