@@ -21,7 +21,7 @@ import pytest
 from gesture_recognition.images import load_image
 from gesture_recognition.pipeline import GesturePipeline
 
-from .conftest import BOX_ATOL, SCORE_ATOL, RunningServer
+from .conftest import BOX_ATOL, SCORE_ATOL, RunningServer, hand_count
 from .session_video import session_frames, write_y4m
 
 pytestmark = pytest.mark.functional
@@ -183,6 +183,10 @@ return {answer, edge, shown: document.getElementById('gesture').textContent};
 """
 
 
+def subhih_test_photos(shared_data: Path) -> list[Path]:
+    return sorted((shared_data / "subhih_hands" / "test").glob("*.jpg"))
+
+
 def chromium_missing() -> str | None:
     for path in (CHROMIUM, CHROMEDRIVER):
         if not path.is_file():
@@ -244,5 +248,19 @@ def test_page_in_chromium_with_a_fake_camera(
         if keep:  # how docs/web.png is made
             shutil.copyfile(shot, keep)
         print(f"screenshot: {shot}")
+        # A chosen photo instead: the camera stops, the photo is drawn at its own size with
+        # its hands boxed (two hands in this one).
+        photo = next(p for p in subhih_test_photos(shared_data) if hand_count(p) == 2)
+        driver.find_element(By.ID, "photo").send_keys(str(photo))
+        WebDriverWait(driver, 60).until(
+            lambda d: d.find_element(By.ID, "status").text == photo.name
+        )
+        shown = driver.execute_script(
+            """const view = document.getElementById('view');
+            return {answer: window.lastAnswer, size: [view.width, view.height],
+                    camera: document.getElementById('camera').disabled};"""
+        )
+        assert shown["size"] == [640, 480] and shown["camera"] is False
+        assert len(shown["answer"]["hands"]) == 2
     finally:
         driver.quit()

@@ -178,3 +178,14 @@ def test_annotated_video_scales_odd_sized_frames(tmp_path: Path, photos: list[Pa
             break
         sizes.append(bgr.shape)
     assert sizes == [first.shape, first.shape]
+
+
+def test_send_auto_is_pixels_on_loopback_only() -> None:
+    from gesture_recognition.client.stream_cli import sends_jpeg
+
+    for url in ("127.0.0.1:8001", "localhost:8001", "[::1]:8001", "127.0.0.2:8001"):
+        assert sends_jpeg("auto", url) is False, url
+    for url in ("10.0.0.2:8001", "triton.internal:8001", "[2001:db8::1]:8001"):
+        assert sends_jpeg("auto", url) is True, url
+    assert sends_jpeg("jpeg", "127.0.0.1:8001") is True
+    assert sends_jpeg("pixels", "10.0.0.2:8001") is False
