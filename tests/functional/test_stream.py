@@ -9,6 +9,7 @@ import io
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -279,3 +280,17 @@ def test_stdout_closed_early_ends_quietly(triton_server: RunningServer, video: P
     assert [line["frame"] for line in first] == [0, 1]
     assert process.returncode == 141, err
     assert "Traceback" not in err
+
+
+def test_ctrl_c_stops_with_the_summary(triton_server: RunningServer, video: Path) -> None:
+    process = _stream_process(video, triton_server.grpc_url, "--in-flight", "1")
+    assert process.stdout is not None
+    lines = [json.loads(process.stdout.readline()) for _ in range(3)]
+    process.send_signal(signal.SIGINT)
+    rest, err = process.communicate(timeout=30)
+    lines += [json.loads(line) for line in rest.splitlines()]
+    assert process.returncode == 130, err
+    assert "gesture-client stream: interrupted" in err and "Traceback" not in err
+    assert [line["frame"] for line in lines] == list(range(len(lines)))
+    assert len(lines) < FRAMES
+    assert f"{len(lines)} answered" in err
