@@ -205,6 +205,12 @@ def test_http_camera_is_a_live_source(triton_server: RunningServer, photos: list
     assert total == FRAMES and answered == len(lines) and answered + dropped == FRAMES
 
 
+def _default_sigint() -> None:
+    # A job started in the background by a non-interactive shell (CI, nohup ... &) ignores
+    # SIGINT, and Python keeps an ignored SIGINT ignored: give the command a terminal's Ctrl-C.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _stream_process(video: Path, url: str, *extra: str) -> subprocess.Popen[str]:
     cli = Path(sys.executable).with_name("gesture-client")
     return subprocess.Popen(
@@ -214,6 +220,7 @@ def _stream_process(video: Path, url: str, *extra: str) -> subprocess.Popen[str]
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=_default_sigint,
     )  # fmt: skip
 
 
