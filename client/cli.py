@@ -4,6 +4,7 @@
     gesture-client photos/ --json > answers.jsonl             # one JSON object per line
     gesture-client photos/ --protocol http --save-annotated out/
     gesture-client submit DATA_ROOT --out answers.csv         # MachinesCanSee 2021 answers.csv
+    gesture-client stream clip.mp4 --out annotated.mp4        # video, camera, URL, frames
 
 Exit codes: 0 all files classified; 1 some file failed (or an argument matched no photo);
 2 bad usage or nothing to classify; 3 the server is down or the model is not ready (a one-line
@@ -61,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
             "globs ('**' recurses; quote them)."
         ),
         epilog="Exit codes: 0 ok, 1 some file failed, 2 usage, 3 server down / model not ready. "
-        "`gesture-client submit --help`: a MachinesCanSee 2021 answers.csv from test.csv.",
+        "`gesture-client submit --help`: a MachinesCanSee 2021 answers.csv from test.csv. "
+        "`gesture-client stream --help`: gestures of every frame of a video, camera or URL.",
     )
     parser.add_argument("inputs", nargs="+", help="photo files, folders or globs")
     parser.add_argument(
@@ -257,6 +259,10 @@ def main(
         from .submit import main as submit_main
 
         return submit_main(argv[1:], out, err)
+    if argv[:1] == ["stream"]:
+        from .stream_cli import main as stream_main
+
+        return stream_main(argv[1:], out, err)
     args = build_parser().parse_args(argv)
     if args.backoff < 0:
         print(f"{PROG}: error: --backoff must not be negative", file=err)

@@ -47,8 +47,9 @@ case "$what" in
     # torch/torchvision are pinned to the builds that import together on these hosts; pip picks
     # them from the local wheel store when present, PyPI otherwise.
     pip_install -q "torch==2.14.1" "torchvision==0.29.1"
-    pip_install -q -e ".[serve,train,dev,bench]"
+    pip_install -q -e ".[serve,train,dev,bench,video,web]"
     scripts/install_perf_analyzer.sh
+    scripts/install_browser.sh
     ;;
   *)
     echo "usage: scripts/bootstrap.sh serve|all|teacher" >&2
