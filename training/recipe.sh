@@ -102,7 +102,7 @@ step "7. the classifiers: HaGRID (14 classes, served as models/hagrid) and Machi
    network, HaGRID's probabilities summed by label_maps/mcs2021.json's merge; served by default)"
 gesture-train train-classifier --crops "$RUNS/crops/hagrid_all" --label-map hagrid \
   --run-dir "$RUNS/classifier/hagrid" --out models/hagrid --input-size 160 --freeze-blocks 2 \
-  --samples-per-epoch 6000 --epochs 12 --patience 4 --batch 32 --workers 1
+  --samples-per-epoch 5000 --epochs 6 --patience 3 --batch 32 --workers 1
 gesture-train derive-classifier --checkpoint "$RUNS/classifier/hagrid/best.pt" \
   --label-map mcs2021 --out models
 
