@@ -32,8 +32,10 @@ import promql_parser
 import pytest
 import yaml
 from PIL import Image, ImageOps
+from tritonclient.grpc import model_config_pb2
 
 from gesture_recognition.export import trt_engines
+from gesture_recognition.serving.build import read_config
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -493,12 +495,10 @@ def test_perf_input_data_is_the_photo_as_the_ensemble_takes_it(tmp_path):
     assert make_input_data.main([str(photo), "--out", str(out)]) == 0
     [entry] = json.loads(out.read_text(encoding="utf-8"))["data"]
 
-    config = (ROOT / "model_repository" / "gesture_ensemble" / "config.pbtxt").read_text(
-        encoding="utf-8"
-    )
-    inputs = re.search(r"^input \[(.*?)^\]", config, flags=re.S | re.M).group(1)
-    assert re.findall(r'name: "(\w+)"', inputs) == list(entry)
-    assert "TYPE_UINT8" in inputs and "dims: [ -1, -1, 3 ]" in inputs
+    config = read_config(ROOT / "model_repository" / "gesture_ensemble" / "config.pbtxt")
+    assert [t.name for t in config.input] == list(entry)
+    (image,) = config.input
+    assert image.data_type == model_config_pb2.TYPE_UINT8 and list(image.dims) == [-1, -1, 3]
 
     tensor = entry[make_input_data.INPUT_NAME]
     with Image.open(photo) as image:
