@@ -183,6 +183,7 @@ def _pipeline(
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from gesture_recognition.training import evaluate as ev
+    from gesture_recognition.training import evaluate_photos as ep
     from gesture_recognition.training.report import write_report
 
     results = []
@@ -204,14 +205,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.fingers:
         pipe = _pipeline(args.models_dir, classifier_dir, args.threads)
         results.append(
-            ev.evaluate_end_to_end_fingers(None, args.fingers, args.split, pipeline=pipe)
+            ep.evaluate_end_to_end_fingers(None, args.fingers, args.split, pipeline=pipe)
         )
     if args.hagrid:
         if not args.crops:
             raise ValueError("--hagrid needs --crops: only its held-out photos are scored")
         pipe = _pipeline(args.models_dir, classifier_dir, args.threads)
         photos = ev.held_out_photos(args.crops, args.split)
-        results.append(ev.evaluate_end_to_end_mcs(None, args.hagrid, photos, pipeline=pipe))
+        results.append(ep.evaluate_end_to_end_mcs(None, args.hagrid, photos, pipeline=pipe))
     if not results:
         raise ValueError(
             "nothing to evaluate: give --detector-data, --crops, --fingers or --hagrid"
