@@ -29,7 +29,7 @@ from gesture_recognition.benchmarks import perf_analyzer
 from gesture_recognition.serving.build import build_repository
 from gesture_recognition.serving.configs import ServingOptions
 from gesture_recognition.serving.launcher import TritonServer
-from tests.unit.test_deployment import (
+from tests.unit.deployment_files import (
     DASHBOARD,
     DEPLOY,
     TRITON_GPU_METRICS,
