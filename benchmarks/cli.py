@@ -26,7 +26,7 @@ from gesture_recognition.artifacts import shipped_models_dir
 from gesture_recognition.paths import shown_path
 from gesture_recognition.pipeline import GesturePipeline
 from gesture_recognition.runtime import CPU_PROVIDER
-from gesture_recognition.serving.configs import ServingOptions, read_specs
+from gesture_recognition.serving.configs import ServingOptions, model_configs, read_specs
 from gesture_recognition.serving.contract import FLAVOURS
 from gesture_recognition.serving.launcher import ServerError
 
@@ -35,7 +35,7 @@ from . import report as rp
 from .hostinfo import describe
 from .inputs import PhotoTensors, find_photos, image_array, trace_photo
 from .measure import measure_callable
-from .served import ExternalServer, Recorder, concurrencies, run_served
+from .served import ExternalServer, Recorder, check_external, concurrencies, run_served
 
 if TYPE_CHECKING:  # torch and ultralytics load only when the naive baseline runs
     from .naive_torch import NaiveTorchPipeline
@@ -346,6 +346,10 @@ def cmd_run(args: argparse.Namespace, work: Path) -> int:
     opts = serving_options(dict(args.overrides))
     rec = Recorder(notes=list(args.note))
     clear_run_files(args.out)
+    if args.server is not None:
+        # A wrong host or --flavour shows at once, not after the in-process measurements.
+        configs = model_configs(args.flavour, read_specs(args.models_dir), opts)
+        check_external(args.server, list(configs))
     print(f"== tracing {args.limit} photos from {args.photos}", flush=True)
     pipeline, photos = trace(args.models_dir, args.photos, args.limit, opts, args.providers)
     if args.server is not None:

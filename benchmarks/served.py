@@ -188,8 +188,7 @@ def run_served(
     count = request_count or args.request_count
     configs = model_configs(args.flavour, read_specs(models), opts)
     inputs = write_input_data(configs, photos, work / f"inputs_{label_prefix.replace(' ', '_')}")
-    if args.server is not None:
-        check_external(args.server, list(configs))
+    if args.server is not None:  # checked by cmd_run before anything was measured
         context: contextlib.AbstractContextManager = contextlib.nullcontext(args.server)
     else:
         repository = build_repository("cpu", models, work / "model_repository", opts)

@@ -435,6 +435,7 @@ def test_report_names_the_gpus_it_ran_on(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.slow  # builds the YOLOv5x-class network (~10 s)
 def test_original_detector_definition_builds_offline(tmp_path: Path) -> None:
     """The 2021 row's YOLOv5x (ultralytics' anchor-free yolov5xu) builds from its yaml copy."""
     from gesture_recognition.export.onnx_export import one_class_yaml
