@@ -10,7 +10,9 @@ every ``config.pbtxt`` is parsed into tritonclient's ``ModelConfig`` and must be
 message; an explicit ``max_batch_size: 0`` must be written by both (Triton's auto-complete fills
 in a batch size for native backends when the field is absent); every other file must be
 byte-identical, except ``build_info.json``, whose fingerprint digests the generator's own source
-and whose ``models_dir`` digests the checkout's path. So only formatting may differ.
+and whose ``models_dir`` digests the checkout's path, and the ``model.py`` files, which are the
+Python models' code copied from ``model_repository/`` (compared by the test suite, not here).
+So only formatting may differ.
 
 Works with the generator of issue 20 (``gesture_recognition.serving.configs``) and with the one
 before it (``gesture_recognition.serving.repository``, commit 88e2160).
@@ -140,6 +142,8 @@ def compare(old: Path, new: Path) -> list[str]:
                 EXPLICIT_NO_BATCH.search(b.read_text())
             ):
                 problems.append(f"{rel}: only one of them writes max_batch_size: 0")
+        elif rel.name == "model.py":
+            continue
         elif rel.name == "build_info.json":
             # The fingerprint digests the generator's source and models_dir the checkout's
             # path: both differ between two checkouts by design.
