@@ -89,6 +89,13 @@ def test_any_other_difference_is_reported(
     assert script.main(["compare", str(old), str(new)]) == 1
 
 
+def test_the_python_models_code_is_left_to_the_tests(script: ModuleType, tmp_path: Path) -> None:
+    old, new = _tree(tmp_path / "old", HAND_WRITTEN), _tree(tmp_path / "new", TEXT_FORMAT)
+    (old / "hand_crops" / "1" / "model.py").write_text("# before\n")
+    (new / "hand_crops" / "1" / "model.py").write_text("# after\n")
+    assert script.compare(old, new) == []
+
+
 def test_a_missing_file_is_reported(script: ModuleType, tmp_path: Path) -> None:
     old, new = _tree(tmp_path / "old", HAND_WRITTEN), _tree(tmp_path / "new", TEXT_FORMAT)
     (old / "gesture_decision").mkdir()
