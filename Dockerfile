@@ -26,7 +26,7 @@ COPY models ./models
 # shipped models and the Python-backend code and that the configs match the ONNX files.
 RUN python3 -m pip install --no-cache-dir -e . \
  && python3 -c "import gesture_recognition.pipeline" \
- && python3 -m gesture_recognition.serving.repository --flavour onnxruntime \
+ && python3 export/build_engines.py --target onnxruntime \
       --out /tmp/repository-check/model_repository \
  && rm -rf /tmp/repository-check
 

@@ -1,8 +1,8 @@
 """``gesture-bench``: load-test the served pipeline against its baselines and write a report.
 
-    gesture-bench run                       # everything, report in reports/perf/<host>/
-    gesture-bench run --quick --out /tmp/b  # a minute: ensembles only, one concurrency
-    gesture-bench tune --variant delay2ms=queue_delay_us=2000 --variant inst2=detector_instances=2
+    gesture-bench run                       # everything, report in reports/perf/cpu/
+    gesture-bench run --quick --out /tmp/b  # a minute: ensembles only, no baselines but in-process
+    gesture-bench run --server HOST --flavour tensorrt ...   # a Triton started elsewhere (GPU)
     gesture-bench report reports/perf/cpu   # redraw a report from its results.json
     gesture-bench perf-analyzer -- -m gesture_ensemble ...   # the binary, libraries found
 
@@ -12,62 +12,36 @@ Exit codes: 0 done; 2 bad usage; 3 perf_analyzer or the server could not run.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import dataclasses
 import datetime as dt
 import json
-import re
 import shlex
 import sys
 import tempfile
-import urllib.request
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from collections.abc import Sequence
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from gesture_recognition.arguments import positive_int
 from gesture_recognition.artifacts import shipped_models_dir
 from gesture_recognition.paths import shown_path
 from gesture_recognition.pipeline import GesturePipeline
 from gesture_recognition.runtime import CPU_PROVIDER
-from gesture_recognition.serving.launcher import Endpoints, ServerError, TritonServer
-from gesture_recognition.serving.repository import (
-    ENSEMBLE,
-    ENSEMBLE_BYTES,
-    FLAVOURS,
-    ModelConfig,
-    ServingOptions,
-    build_repository,
-    instance_counts,
-    model_configs,
-    read_specs,
-)
+from gesture_recognition.serving.configs import ServingOptions, model_configs, read_specs
+from gesture_recognition.serving.contract import FLAVOURS
+from gesture_recognition.serving.launcher import ServerError
 
-from . import floor, server_stats
 from . import perf_analyzer as pa
 from . import report as rp
 from .hostinfo import describe
-from .inputs import PhotoTensors, find_photos, image_array, trace_photo, write_input_data
-from .measure import (
-    Point,
-    interleaved_summary,
-    interleaved_times,
-    measure_callable,
-    point_from_perf_row,
-)
+from .inputs import PhotoTensors, find_photos, image_array, trace_photo
+from .measure import measure_callable
+from .served import ExternalServer, Recorder, check_external, concurrencies, run_served
 
 if TYPE_CHECKING:  # torch and ultralytics load only when the naive baseline runs
     from .naive_torch import NaiveTorchPipeline
 
 REPO = Path(__file__).resolve().parents[1]
 EXIT_OK, EXIT_USAGE, EXIT_RUN = 0, 2, 3
-# Output tensors of the ensemble are small, but variable: room for MAX_HANDS boxes and more.
-OUTPUT_SHM_BYTES = 64 * 1024
-PERF_TIMEOUT_S = 900.0
-MAX_STABILITY_PERCENTAGE = 40
 
 
 def concurrency_range(text: str) -> tuple[int, int, int]:
@@ -100,15 +74,6 @@ def option_override(text: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(f"{text!r}: value must be an integer") from exc
 
 
-def variant(text: str) -> tuple[str, dict[str, int]]:
-    """``NAME=key=value,key=value`` (or just ``NAME`` for the defaults)."""
-    name, _, rest = text.partition("=")
-    if not name:
-        raise argparse.ArgumentTypeError(f"variant needs a name: {text!r}")
-    overrides = dict(option_override(item) for item in rest.split(",") if item)
-    return name, overrides
-
-
 def external_server(text: str) -> ExternalServer:
     """``HOST`` or ``HOST:HTTP,GRPC,METRICS`` (ports)."""
     host, sep, ports = text.rpartition(":") if "," in text else (text, "", "")
@@ -130,160 +95,6 @@ def serving_options(overrides: dict[str, int]) -> ServingOptions:
         return replace(ServingOptions(), **overrides)  # type: ignore[arg-type]
     except ValueError as exc:
         raise SystemExit(f"gesture-bench: {exc}") from exc
-
-
-@dataclass
-class Recorder:
-    """Collects points, the commands that produced them and notes."""
-
-    series: list[Point] = field(default_factory=list)
-    commands: dict[str, str] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-    breakdown: list[dict[str, object]] = field(default_factory=list)
-    paired: list[dict[str, float]] = field(default_factory=list)
-    run_widths: list[dict[str, object]] = field(default_factory=list)
-    # A round: the naive and served photos/s, with the series and concurrency it ran at.
-    throughput_paired: list[dict[str, Any]] = field(default_factory=list)
-    interleaved: dict[str, object] = field(default_factory=dict)
-    # gesture-bench tune: one row per variant, round and concurrency (a Point plus the round).
-    tuning_rounds: list[dict[str, Any]] = field(default_factory=list)
-
-    def add(self, point: Point) -> None:
-        self.series.append(point)
-        print(
-            f"  {point.series:44s} c={point.concurrency:<2d} {point.throughput:7.1f}/s "
-            f"p50 {point.p50_ms:7.1f} ms  p99 {point.p99_ms:7.1f} ms",
-            flush=True,
-        )
-
-
-@contextlib.contextmanager
-def served(repository: Path, work: Path) -> Iterator[TritonServer]:
-    server = TritonServer.on_free_ports(repository, build_dir=work, startup_timeout_s=600.0)
-    with server:
-        yield server
-
-
-# A Triton started elsewhere: the NGC container on a GPU host (``docker compose --profile gpu
-# up`` or ``--profile tensorrt``), or ``gesture-serve``.
-ExternalServer = Endpoints
-
-
-def check_external(server: ExternalServer, models: Sequence[str], timeout_s: float = 10.0) -> None:
-    """The server answers and every model of the flavour is ready, or a :class:`ServerError`
-    naming what is missing (a wrong ``--flavour`` shows here, not as perf_analyzer noise)."""
-    url = f"http://{server.http_url}/v2/repository/index"
-    request = urllib.request.Request(url, data=b"{}", method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as reply:
-            index = json.load(reply)
-    except (OSError, ValueError) as exc:
-        raise ServerError(f"no Triton answers at {server.http_url}: {exc}") from exc
-    ready = {entry["name"] for entry in index if entry.get("state") == "READY"}
-    missing = [m for m in models if m not in ready]
-    if missing:
-        raise ServerError(
-            f"the server at {server.http_url} has no ready {', '.join(missing)} "
-            f"(ready: {', '.join(sorted(ready)) or 'none'}); is --flavour right?"
-        )
-
-
-def concurrencies(span: tuple[int, int, int]) -> list[int]:
-    start, end, step = span
-    return list(range(start, end + 1, step))
-
-
-def perf_series(
-    rec: Recorder,
-    server: TritonServer | ExternalServer,
-    label: str,
-    model: str,
-    protocol: str,
-    input_json: Path,
-    span: tuple[int, int, int],
-    out_dir: Path,
-    request_count: int,
-    shared_memory: str = "none",
-    breakdown_at: int | None = None,
-) -> None:
-    """One perf_analyzer run per concurrency (so Triton's statistics can be read around the
-    one that matters), CSVs and logs kept under ``out_dir/csv``."""
-    slug = re.sub(r"[^A-Za-z0-9]+", "_", label).strip("_")
-    for c in concurrencies(span):
-        spec = pa.PerfRun(
-            model=model,
-            url=server.grpc_url if protocol == "grpc" else server.http_url,
-            protocol=protocol,
-            input_data=input_json,
-            concurrency=(c, c, 1),
-            csv_path=out_dir / "csv" / f"{slug}_c{c}.csv",
-            request_count=request_count,
-            shared_memory=shared_memory,
-            output_shared_memory_size=OUTPUT_SHM_BYTES if shared_memory != "none" else 0,
-        )
-        before = server_stats.snapshot(server.http_url) if c == breakdown_at else None
-        widths_before = server_stats.run_widths(server.metrics_url)
-        rows = try_run_stable(rec, spec, out_dir / "logs" / f"{slug}_c{c}.log", label)
-        if rows is None:
-            continue
-        if before is not None:
-            after = server_stats.snapshot(server.http_url)
-            rec.breakdown = [asdict(r) for r in server_stats.difference(before, after)]
-        widths = server_stats.run_widths(server.metrics_url)
-        runs = {w: int(widths[w] - widths_before[w]) for w in server_stats.WIDTHS}
-        if sum(runs.values()):
-            rec.run_widths.append({"series": label, "concurrency": c, **runs})
-        log = (out_dir / "logs" / f"{slug}_c{c}.log").read_text()
-        rec.add(point_from_perf_row(label, rows[-1], pa.client_request_count(log)))
-        # Reproducible by hand: default ports, paths relative to the report (inputs are kept
-        # with --work-dir), no temporary folder names.
-        shown = replace(
-            spec,
-            concurrency=span,
-            url=_shown_url(server, protocol),
-            csv_path=Path("csv") / f"{slug}.csv",
-            input_data=Path("inputs") / input_json.name,
-        )
-        rec.commands.setdefault(label, pa.command_line(shown))
-
-
-def run_stable(
-    rec: Recorder, spec: pa.PerfRun, log_path: Path, label: str
-) -> list[dict[str, float]]:
-    """perf_analyzer until stable; a loosened tolerance is written into the report's notes."""
-    rows, used = pa.run_until_stable(
-        spec, PERF_TIMEOUT_S, log_path, max_percentage=MAX_STABILITY_PERCENTAGE
-    )
-    if used.stability_percentage != spec.stability_percentage:
-        rec.notes.append(
-            f"{label}, concurrency {spec.concurrency[0]}: no stable windows at the default "
-            f"tolerance; measured with --stability-percentage {used.stability_percentage}."
-        )
-    return rows
-
-
-def try_run_stable(
-    rec: Recorder, spec: pa.PerfRun, log_path: Path, label: str
-) -> list[dict[str, float]] | None:
-    """:func:`run_stable`, but a measurement that never settles (a noisy spell on a shared
-    host) is written into the report's notes and left out instead of ending the whole run
-    and losing every series measured before it."""
-    try:
-        return run_stable(rec, spec, log_path, label)
-    except pa.UnstableMeasurementError as exc:
-        rec.notes.append(
-            f"{label}, concurrency {spec.concurrency[0]}: left out, no stable measurement "
-            f"within {MAX_STABILITY_PERCENTAGE} % ({exc})."
-        )
-        return None
-
-
-def _shown_url(server: TritonServer | ExternalServer, protocol: str) -> str:
-    """A started server's free ports mean nothing later: its report shows Triton's defaults
-    (what ``gesture-serve`` uses); an external server is shown as it was reached."""
-    if isinstance(server, ExternalServer):
-        return server.grpc_url if protocol == "grpc" else server.http_url
-    return "localhost:8001" if protocol == "grpc" else "localhost:8000"
 
 
 def trace(
@@ -314,186 +125,6 @@ def run_inprocess(
     rec.add(
         measure_callable("in-process ONNX (bytes)", pipeline.classify_bytes, encoded, 1, requests)
     )
-
-
-def paired_rounds(
-    rec: Recorder,
-    args: argparse.Namespace,
-    server: TritonServer | ExternalServer,
-    pipeline: GesturePipeline,
-    photos: Sequence[PhotoTensors],
-    input_json: Path,
-    out: Path,
-    replay: Replay | None = None,
-) -> None:
-    """The concurrency-1 latency comparison, alternated: in-process, served, in-process, ...
-
-    On a shared host the machine's speed drifts by more than the 15 % the target allows between
-    two runs minutes apart; alternating short rounds puts both sides under the same drift, and
-    the report takes the median of the per-round ratios.
-    """
-    images = [image_array(p) for p in photos]
-    print(f"== paired concurrency-1 rounds ({args.paired_rounds})", flush=True)
-    for round_no in range(1, args.paired_rounds + 1):
-        local = measure_callable(
-            "paired in-process", pipeline, images, 1, args.request_count * 2, warmup=3
-        )
-        spec = pa.PerfRun(
-            model=ENSEMBLE,
-            url=server.grpc_url,
-            protocol="grpc",
-            input_data=input_json,
-            concurrency=(1, 1, 1),
-            csv_path=out / "csv" / f"paired_round{round_no}.csv",
-            request_count=args.request_count,
-        )
-        rows = try_run_stable(rec, spec, out / "logs" / f"paired_round{round_no}.log", "paired")
-        if rows is None:
-            continue
-        served_point = point_from_perf_row("paired served", rows[-1], 0)
-        result = {
-            "round": round_no,
-            "inprocess_p50_ms": local.p50_ms,
-            "inprocess_avg_ms": local.avg_ms,
-            "served_p50_ms": served_point.p50_ms,
-            "served_avg_ms": served_point.avg_ms,
-        }
-        message = (
-            f"  round {round_no}: in-process p50 {local.p50_ms:.1f} ms, served gRPC p50 "
-            f"{served_point.p50_ms:.1f} ms ({served_point.p50_ms / local.p50_ms:.2f}x)"
-        )
-        if args.shared_memory:
-            # A same-host client, as the in-process pipeline is: the photo already lies in
-            # memory both ways, so the comparison without the transport copy.
-            shm_spec = dataclasses.replace(
-                spec,
-                csv_path=out / "csv" / f"paired_round{round_no}_shm.csv",
-                shared_memory="system",
-                output_shared_memory_size=OUTPUT_SHM_BYTES,
-            )
-            log = out / "logs" / f"paired_round{round_no}_shm.log"
-            shm_rows = try_run_stable(rec, shm_spec, log, "paired shm")
-            if shm_rows is not None:
-                shm_point = point_from_perf_row("paired shm", shm_rows[-1], 0)
-                result["served_shm_p50_ms"] = shm_point.p50_ms
-                result["served_shm_avg_ms"] = shm_point.avg_ms
-                message += (
-                    f", + system shm p50 {shm_point.p50_ms:.1f} ms "
-                    f"({shm_point.p50_ms / local.p50_ms:.2f}x)"
-                )
-        if replay is not None:
-            message += floor_round(rec, args, spec, replay, round_no, result, out)
-        rec.paired.append(result)
-        print(message, flush=True)
-
-
-def floor_round(
-    rec: Recorder,
-    args: argparse.Namespace,
-    spec: pa.PerfRun,
-    replay: Replay,
-    round_no: int,
-    result: dict[str, float],
-    out: Path,
-) -> str:
-    """One round's Triton floor: the served run's perf_analyzer settings against the replay
-    repository (benchmarks.floor), with the benchmark's photos and with a tiny one; fills
-    ``result`` and returns the progress text."""
-    message = ""
-    memories = [("", "none")] + ([("_shm", "system")] if args.shared_memory else [])
-    photos = [("", spec.input_data), ("_small", replay.small_photo_input)]
-    for size, input_data in photos:
-        for memory_suffix, memory in memories:
-            suffix = size + memory_suffix
-            floor_spec = dataclasses.replace(
-                spec,
-                url=replay.server.grpc_url,
-                input_data=input_data,
-                csv_path=out / "csv" / f"paired_round{round_no}_floor{suffix}.csv",
-                shared_memory=memory,
-                output_shared_memory_size=OUTPUT_SHM_BYTES if memory != "none" else 0,
-            )
-            log = out / "logs" / f"paired_round{round_no}_floor{suffix}.log"
-            rows = try_run_stable(rec, floor_spec, log, f"floor{suffix}")
-            if rows is not None:
-                point = point_from_perf_row("floor", rows[-1], 0)
-                result[f"floor{suffix}_p50_ms"] = point.p50_ms
-                message += f", floor{suffix.replace('_', ' ')} {point.p50_ms:.1f} ms"
-    return message
-
-
-@dataclass(frozen=True)
-class Replay:
-    """The floor's replay server and the perf_analyzer input holding its tiny photo."""
-
-    server: TritonServer
-    small_photo_input: Path
-
-
-@contextlib.contextmanager
-def floor_server(
-    server: TritonServer,
-    configs: dict[str, ModelConfig],
-    photos: Sequence[PhotoTensors],
-    work: Path,
-) -> Iterator[Replay]:
-    """The replay repository of ``server``'s ensemble (benchmarks.floor), served beside it."""
-    photo = floor.replay_photo(list(photos))
-    answers = floor.record_answers(server.grpc_url, configs, ENSEMBLE, photo)
-    repository = floor.build_floor_repository(
-        server.model_repository, ENSEMBLE, answers, work / "floor_repository"
-    )
-    (image_input,) = (t.name for t in configs[ENSEMBLE].inputs)
-    small = floor.write_small_photo_input(image_input, work / "floor_inputs" / "small_photo.json")
-    print(f"== Triton floor: models replay their answers for {photo.name}", flush=True)
-    with served(repository, work) as floor_triton:
-        yield Replay(floor_triton, small)
-
-
-def interleaved_rounds(
-    rec: Recorder,
-    args: argparse.Namespace,
-    server: TritonServer | ExternalServer,
-    pipeline: GesturePipeline,
-    photos: Sequence[PhotoTensors],
-) -> None:
-    """The concurrency-1 comparison request by request: each photo through the in-process
-    pipeline and through the server (the project's own Python client, plain gRPC and, with
-    ``--shared-memory``, system shared memory) in turn, a few milliseconds apart. The
-    perf_analyzer rounds alternate every few seconds, slower than this host's speed drifts."""
-    from gesture_recognition.client.clients import GestureClient
-
-    images = [image_array(p) for p in photos]
-    modes = {rp.INTERLEAVED_GRPC: "none"}
-    if args.shared_memory:
-        modes[rp.INTERLEAVED_SHM] = "system"
-    clients = {
-        name: GestureClient(server.grpc_url, "grpc", shared_memory=m) for name, m in modes.items()
-    }
-    print(
-        f"== request-interleaved concurrency-1 comparison ({args.interleaved_requests})", flush=True
-    )
-    try:
-        for client in clients.values():
-            for image in images[:3]:  # connections, shared-memory regions, label lookup
-                client.classify_image(image)
-        calls: dict[str, Callable[[np.ndarray], object]] = {
-            rp.INPROCESS: pipeline,
-            **{n: c.classify_image for n, c in clients.items()},
-        }
-        times = interleaved_times(calls, images, args.interleaved_requests)
-    finally:
-        for client in clients.values():
-            client.close()
-    summary = interleaved_summary(times, rp.INPROCESS)
-    rec.interleaved = {"requests": args.interleaved_requests, "series": summary}
-    for name, row in summary.items():
-        if name != rp.INPROCESS:
-            print(
-                f"  {name}: p50 {row['p50_ms']:.1f} ms vs in-process "
-                f"{summary[rp.INPROCESS]['p50_ms']:.1f} ms, median ratio {row['ratio']:.3f}",
-                flush=True,
-            )
 
 
 def load_naive(
@@ -531,163 +162,6 @@ def run_naive(
         f"from {_display(args.naive_classifier)}, one crop at a time, "
         f"{args.naive_requests} photos, device {args.naive_device}"
     )
-
-
-def throughput_rounds(
-    rec: Recorder,
-    args: argparse.Namespace,
-    server: TritonServer | ExternalServer,
-    naive: NaiveTorchPipeline,
-    photos: Sequence[PhotoTensors],
-    input_json: Path,
-    out: Path,
-) -> None:
-    """The throughput comparison, alternated: naive PyTorch, served at its best concurrency so
-    far, naive, ... A single naive row minutes away from the served rows can catch a slow
-    spell of a shared host and move the ratio by half; alternating rounds put both under the
-    same drift, and the report takes the median of the per-round ratios."""
-    served_label = f"served {ENSEMBLE} gRPC" + (" + system shm" if args.shared_memory else "")
-    candidates = [p for p in rec.series if p.series == served_label]
-    if not candidates:
-        return
-    concurrency = max(candidates, key=lambda p: p.throughput).concurrency
-    images = [image_array(p) for p in photos]
-    print(
-        f"== paired throughput rounds ({args.throughput_rounds}): naive PyTorch vs served at "
-        f"concurrency {concurrency}",
-        flush=True,
-    )
-    for round_no in range(1, args.throughput_rounds + 1):
-        local = measure_callable("paired naive", naive, images, 1, args.naive_requests, warmup=2)
-        spec = pa.PerfRun(
-            model=ENSEMBLE,
-            url=server.grpc_url,
-            protocol="grpc",
-            input_data=input_json,
-            concurrency=(concurrency, concurrency, 1),
-            csv_path=out / "csv" / f"throughput_round{round_no}.csv",
-            request_count=args.request_count,
-            shared_memory="system" if args.shared_memory else "none",
-            output_shared_memory_size=OUTPUT_SHM_BYTES if args.shared_memory else 0,
-        )
-        log = out / "logs" / f"throughput_round{round_no}.log"
-        rows = try_run_stable(rec, spec, log, "throughput round")
-        if rows is None:
-            continue
-        served_point = point_from_perf_row("paired served", rows[-1], 0)
-        rec.throughput_paired.append(
-            {
-                "round": round_no,
-                "series": served_label,
-                "concurrency": concurrency,
-                "naive_photos_s": local.throughput,
-                "served_photos_s": served_point.throughput,
-            }
-        )
-        print(
-            f"  round {round_no}: naive {local.throughput:.1f}/s, served "
-            f"{served_point.throughput:.1f}/s ({served_point.throughput / local.throughput:.2f}x)",
-            flush=True,
-        )
-
-
-def run_served(
-    rec: Recorder,
-    args: argparse.Namespace,
-    photos: Sequence[PhotoTensors],
-    opts: ServingOptions,
-    work: Path,
-    out: Path,
-    label_prefix: str = "served",
-    models_dir: Path | None = None,
-    span: tuple[int, int, int] | None = None,
-    request_count: int | None = None,
-    composing: bool | None = None,
-    pipeline: GesturePipeline | None = None,
-    naive: NaiveTorchPipeline | None = None,
-) -> None:
-    models = models_dir or args.models_dir
-    span = span or args.concurrency
-    count = request_count or args.request_count
-    configs = model_configs(args.flavour, read_specs(models), opts)
-    inputs = write_input_data(configs, photos, work / f"inputs_{label_prefix.replace(' ', '_')}")
-    if args.server is not None:
-        check_external(args.server, list(configs))
-        context: contextlib.AbstractContextManager = contextlib.nullcontext(args.server)
-    else:
-        repository = build_repository("cpu", models, work / "model_repository", opts)
-        context = served(repository, work)
-    with context as server:
-        for protocol in args.protocols:
-            name = "gRPC" if protocol == "grpc" else "HTTP"
-            perf_series(
-                rec,
-                server,
-                f"{label_prefix} {ENSEMBLE} {name}",
-                ENSEMBLE,
-                protocol,
-                inputs[ENSEMBLE],
-                span,
-                out,
-                count,
-                breakdown_at=1 if protocol == "grpc" and label_prefix == "served" else None,
-            )
-        if label_prefix != "served":
-            return
-        if pipeline is not None and args.paired_rounds:
-            with contextlib.ExitStack() as stack:
-                replay = None
-                if args.floor and isinstance(server, TritonServer):
-                    replay = stack.enter_context(floor_server(server, configs, photos, work))
-                elif args.floor:
-                    rec.notes.append(
-                        "Triton floor not measured: it serves a replay copy of the local "
-                        "repository, and this run used an external server."
-                    )
-                paired_rounds(rec, args, server, pipeline, photos, inputs[ENSEMBLE], out, replay)
-        if pipeline is not None and args.interleaved_requests:
-            interleaved_rounds(rec, args, server, pipeline, photos)
-        perf_series(
-            rec,
-            server,
-            f"served {ENSEMBLE_BYTES} gRPC",
-            ENSEMBLE_BYTES,
-            "grpc",
-            inputs[ENSEMBLE_BYTES],
-            span,
-            out,
-            count,
-        )
-        if args.shared_memory:
-            perf_series(
-                rec,
-                server,
-                f"served {ENSEMBLE} gRPC + system shm",
-                ENSEMBLE,
-                "grpc",
-                inputs[ENSEMBLE],
-                span,
-                out,
-                count,
-                shared_memory="system",
-            )
-        if composing if composing is not None else not args.quick:
-            for name, config in configs.items():
-                if config.is_ensemble:
-                    continue
-                perf_series(
-                    rec,
-                    server,
-                    f"model {name} gRPC",
-                    name,
-                    "grpc",
-                    inputs[name],
-                    (1, 1, 1),
-                    out,
-                    count,
-                )
-        if naive is not None and args.throughput_rounds:
-            throughput_rounds(rec, args, server, naive, photos, inputs[ENSEMBLE], out)
 
 
 def run_original(rec: Recorder, args: argparse.Namespace, work: Path, out: Path) -> None:
@@ -776,35 +250,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--naive-requests", type=int, default=48)
     run.add_argument(
-        "--paired-rounds",
-        type=int,
-        default=3,
-        help="alternating in-process / served rounds at concurrency 1 for the latency ratio "
-        "(0: compare the two series as measured)",
-    )
-    run.add_argument(
-        "--floor",
-        action="store_true",
-        help="time, in each paired round, the same ensemble whose models replay recorded "
-        f"answers, with the benchmark's photos and with a {floor.SMALL_PHOTO_LABEL} one: "
-        "Triton's own cost at concurrency 1 and how much of it is moving the photo (local "
-        "server only)",
-    )
-    run.add_argument(
-        "--interleaved-requests",
-        type=int,
-        default=240,
-        help="photos timed in-process and served in turn at concurrency 1, with the project's "
-        "Python client (0: off)",
-    )
-    run.add_argument(
-        "--throughput-rounds",
-        type=int,
-        default=3,
-        help="alternating naive PyTorch / served (best concurrency) rounds for the throughput "
-        "ratio (0: compare the two series as measured)",
-    )
-    run.add_argument(
         "--naive-device", default="cpu", help="torch device of the naive baseline (cuda:0 on GPU)"
     )
     run.add_argument(
@@ -835,24 +280,6 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--original-concurrency", type=concurrency_range, default=(1, 2, 1))
     run.add_argument("--original-request-count", type=int, default=4)
 
-    tune = sub.add_parser("tune", help="the ensemble under serving-option variants")
-    common(tune)
-    tune.add_argument("--out", type=Path, default=REPO / "reports" / "perf" / "tuning")
-    tune.add_argument(
-        "--variant",
-        type=variant,
-        action="append",
-        default=[],
-        help="NAME=key=value,key=value (repeatable; 'baseline', the defaults with --set, is "
-        "always measured)",
-    )
-    tune.add_argument(
-        "--rounds",
-        type=positive_int,
-        default=3,
-        help="rounds in which every variant is measured in turn (the order rotating)",
-    )
-
     rep = sub.add_parser("report", help="redraw REPORT.md from a results.json")
     rep.add_argument("out", type=Path)
 
@@ -882,17 +309,13 @@ def _results(
         "commands": rec.commands,
         "notes": rec.notes,
         "breakdown": rec.breakdown,
-        "paired": rec.paired,
-        "run_widths": rec.run_widths,
-        "throughput_paired": rec.throughput_paired,
-        "interleaved": rec.interleaved,
     }
 
 
 def _options(opts: ServingOptions) -> dict[str, object]:
     """The build's options with the instance counts the cpu flavour really used."""
     shown = {k: v for k, v in asdict(opts).items() if k != "compute_capabilities"}
-    shown["detector_instances"], shown["classifier_instances"] = instance_counts(opts, "cpu")
+    shown["detector_instances"], shown["classifier_instances"] = opts.instances("cpu")
     return shown
 
 
@@ -923,6 +346,10 @@ def cmd_run(args: argparse.Namespace, work: Path) -> int:
     opts = serving_options(dict(args.overrides))
     rec = Recorder(notes=list(args.note))
     clear_run_files(args.out)
+    if args.server is not None:
+        # A wrong host or --flavour shows at once, not after the in-process measurements.
+        configs = model_configs(args.flavour, read_specs(args.models_dir), opts)
+        check_external(args.server, list(configs))
     print(f"== tracing {args.limit} photos from {args.photos}", flush=True)
     pipeline, photos = trace(args.models_dir, args.photos, args.limit, opts, args.providers)
     if args.server is not None:
@@ -938,8 +365,8 @@ def cmd_run(args: argparse.Namespace, work: Path) -> int:
         run_inprocess(rec, pipeline, photos, (1, 1, 1), args.request_count)
     naive = None if args.quick else load_naive(rec, args, opts)
     print("== served", flush=True)
-    run_served(rec, args, photos, opts, work, args.out, pipeline=pipeline, naive=naive)
     del pipeline
+    run_served(rec, args, photos, opts, work, args.out)
     if naive is not None:
         print("== naive PyTorch baseline", flush=True)
         run_naive(rec, args, photos, naive)
@@ -954,72 +381,6 @@ def cmd_run(args: argparse.Namespace, work: Path) -> int:
         run_original(rec, args, work, args.out)
     title = "Load test: served pipeline vs baselines"
     report = _write(args.out, _results(args, rec, opts, photos, title))
-    print(f"== report: {report}")
-    return EXIT_OK
-
-
-def cmd_tune(args: argparse.Namespace, work: Path) -> int:
-    """Every variant served at once, measured in rounds that take turns (the order rotating):
-    on a host whose speed drifts by a fifth within minutes, variants measured one after
-    another differ by the drift, variants measured in the same round by what they change."""
-    base = dict(args.overrides)
-    variants = [("baseline", {}), *args.variant]
-    names = [name for name, _ in variants]
-    if len(set(names)) != len(names):
-        raise SystemExit(
-            f"gesture-bench: variant names must differ ('baseline' is the defaults, always "
-            f"measured): {', '.join(names)}"
-        )
-    rec = Recorder(notes=list(args.note))
-    clear_run_files(args.out)
-    photos: list[PhotoTensors] = []
-    inputs: dict[str, Path] = {}
-    lines = ["| variant | options |", "|---|---|"]
-    with contextlib.ExitStack() as stack:
-        servers: dict[str, TritonServer] = {}
-        for name, overrides in variants:
-            opts = serving_options({**base, **overrides})
-            print(f"== variant {name}: {overrides or 'defaults'}", flush=True)
-            _, photos = trace(args.models_dir, args.photos, args.limit, opts)
-            configs = model_configs("cpu", read_specs(args.models_dir), opts)
-            inputs[name] = write_input_data(configs, photos, work / name / "inputs")[ENSEMBLE]
-            repository = build_repository("cpu", args.models_dir, work / name / "repository", opts)
-            servers[name] = stack.enter_context(served(repository, work / name))
-            lines.append(f"| {name} | `{json.dumps(overrides) if overrides else 'defaults'}` |")
-        for round_no in range(1, args.rounds + 1):
-            shift = (round_no - 1) % len(variants)
-            for name, _ in variants[shift:] + variants[:shift]:
-                for protocol in args.protocols:
-                    label = f"tune {name} {ENSEMBLE} {'gRPC' if protocol == 'grpc' else 'HTTP'}"
-                    before = len(rec.series)
-                    perf_series(
-                        rec,
-                        servers[name],
-                        f"{label} round {round_no}",
-                        ENSEMBLE,
-                        protocol,
-                        inputs[name],
-                        args.concurrency,
-                        args.out,
-                        args.request_count,
-                    )
-                    rec.tuning_rounds += [
-                        {
-                            "round": round_no,
-                            "variant": name,
-                            "protocol": protocol,
-                            "label": label,
-                            **p.as_dict(),
-                        }
-                        for p in rec.series[before:]
-                    ]
-    results = _results(args, rec, serving_options(base), photos, "Tuning: serving-option variants")
-    # The table and plots show each variant's medians over the rounds; every round is listed
-    # under the tuning summary.
-    results["series"] = [p.as_dict() for p in rp.round_medians(rec.tuning_rounds)]
-    results["tuning"] = lines
-    results["tuning_rounds"] = rec.tuning_rounds
-    report = _write(args.out, results)
     print(f"== report: {report}")
     return EXIT_OK
 
@@ -1043,9 +404,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         pa.check_runs()
         if args.work_dir is not None:
             args.work_dir.mkdir(parents=True, exist_ok=True)
-            return {"run": cmd_run, "tune": cmd_tune}[args.command](args, args.work_dir)
+            return cmd_run(args, args.work_dir)
         with tempfile.TemporaryDirectory(prefix="gesture-bench-") as tmp:
-            return {"run": cmd_run, "tune": cmd_tune}[args.command](args, Path(tmp))
+            return cmd_run(args, Path(tmp))
     except (pa.PerfAnalyzerError, ServerError) as exc:
         print(f"gesture-bench: {exc}", file=sys.stderr)
         return EXIT_RUN

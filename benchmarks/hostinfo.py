@@ -10,6 +10,8 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
+from gesture_recognition.paths import git_commit
+
 PACKAGES = (
     "onnxruntime",
     "onnxruntime-gpu",
@@ -50,19 +52,6 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[name] = "not installed"
     return versions
-
-
-def git_commit(repo: Path) -> str:
-    """Short commit, ``-dirty`` when tracked files differ from it (numbers of unsaved code)."""
-    try:
-        return subprocess.run(
-            ["git", "-C", str(repo), "describe", "--always", "--dirty", "--abbrev=7"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def gpus() -> list[str]:

@@ -3,7 +3,7 @@
 Each model gets the tensors it really receives inside the ensemble: the photos are run through
 the serving steps in-process (``serving.steps``, the code the Python-backend models run) and
 each model's inputs are looked up through the ensemble's own step maps, so a renamed tensor in
-``serving.repository`` cannot leave the benchmark sending stale names.
+``serving.configs`` cannot leave the benchmark sending stale names.
 """
 
 from __future__ import annotations
@@ -17,11 +17,12 @@ from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
+from tritonclient.grpc.model_config_pb2 import ModelConfig
 
 from gesture_recognition.images import DEFAULT_MAX_PIXELS, decode_image
 from gesture_recognition.pipeline import GesturePipeline
 from gesture_recognition.serving import steps
-from gesture_recognition.serving.repository import ENSEMBLE_BYTES, ModelConfig
+from gesture_recognition.serving.contract import ENSEMBLE_BYTES
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -90,7 +91,7 @@ def trace_photo(
     det_spec, cls_spec = pipeline.detector.spec, pipeline.classifier.spec
     detector_input, letterbox = steps.preprocess(image, det_spec, max_pixels)
     detections = pipeline.detector(detector_input)
-    boxes, _scores, classifier_input = steps.hand_crops(
+    boxes, _scores, classifier_input = steps.crop_hands(
         image, detections, letterbox, det_spec.conf_threshold, cls_spec, max_hands, max_pixels
     )
     logits = pipeline.classifier(classifier_input)
@@ -127,11 +128,11 @@ def model_input_sources(configs: dict[str, ModelConfig]) -> dict[str, dict[str, 
     runs every composing model) plus the two entry points."""
     bytes_ensemble = configs[ENSEMBLE_BYTES]
     sources: dict[str, dict[str, str]] = {}
-    for step in bytes_ensemble.steps:
+    for step in bytes_ensemble.ensemble_scheduling.step:
         sources.setdefault(step.model_name, dict(step.input_map))
     for config in configs.values():
-        if config.is_ensemble:
-            sources[config.name] = {t.name: t.name for t in config.inputs}
+        if config.platform == "ensemble":
+            sources[config.name] = {t.name: t.name for t in config.input}
     return sources
 
 
@@ -148,7 +149,7 @@ def input_data(
     data = []
     for photo in photos:
         step = {}
-        for tensor in config.inputs:
+        for tensor in config.input:
             source = sources[tensor.name]
             if source not in photo.tensors:
                 raise KeyError(f"{config.name}.{tensor.name} needs {source!r}, not traced")

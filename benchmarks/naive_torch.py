@@ -10,7 +10,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gesture_recognition.artifacts import ClassifierSpec
-from gesture_recognition.boxes import hand_crops
+from gesture_recognition.boxes import expanded_crops
 from gesture_recognition.classifier_input import crops_to_batch
 from gesture_recognition.decision import decide
 from gesture_recognition.hands import DEFAULT_MAX_HANDS, order_hands
@@ -42,7 +42,7 @@ class NaiveTorchPipeline:
         device: str = "cpu",
     ) -> NaiveTorchPipeline:
         """The two checkpoints on ``device`` (``cpu``, ``cuda:0``, ...)."""
-        from gesture_recognition.training.classifier import load_trained_classifier
+        from gesture_recognition.training.classifier_checkpoint import load_trained_classifier
         from gesture_recognition.training.offline import configure_offline
 
         configure_offline()
@@ -65,7 +65,7 @@ class NaiveTorchPipeline:
         boxes, scores = order_hands(boxes, scores, self.max_hands)
         probs = []
         with torch.no_grad():
-            for crop in hand_crops(image, boxes, self.spec.crop) if len(boxes) else []:
+            for crop in expanded_crops(image, boxes, self.spec.crop) if len(boxes) else []:
                 x = crops_to_batch([crop], self.spec.input_size, self.spec.mean, self.spec.std)
                 logits = self.classifier(torch.from_numpy(x).to(self.device))  # type: ignore[operator]
                 # .cpu() waits for the GPU: each photo's time includes its whole work.

@@ -4,17 +4,9 @@
 from __future__ import annotations
 
 import json
-import re
-import time
 import urllib.request
 from dataclasses import dataclass
 from typing import Any
-
-from gesture_recognition.serving.python_model import RUNS_FLUSH_INTERVAL_S, RUNS_METRIC
-
-# The stubs send their run counts every RUNS_FLUSH_INTERVAL_S: two periods cover a send that
-# was under way when the load stopped.
-RUNS_SETTLE_S = 2 * RUNS_FLUSH_INTERVAL_S
 
 PHASES = ("queue", "compute_input", "compute_infer", "compute_output")
 
@@ -82,26 +74,3 @@ def difference(before: Snapshot, after: Snapshot) -> list[ModelTime]:
             )
         )
     return sorted(rows, key=lambda r: r.model)
-
-
-WIDTHS = ("wide", "narrow")
-
-
-def run_widths(
-    metrics_url: str, timeout_s: float = 10.0, settle_s: float = RUNS_SETTLE_S
-) -> dict[str, float]:
-    """``gesture_ort_runs_total`` from Triton's ``/metrics``, summed over models and instances
-    by width (the thread gate's choice; empty counts where the models are not gated). Waits
-    ``settle_s`` first, so the runs of requests already answered are all counted."""
-    time.sleep(settle_s)
-    with urllib.request.urlopen(metrics_url, timeout=timeout_s) as reply:
-        return parse_run_widths(reply.read().decode())
-
-
-def parse_run_widths(text: str) -> dict[str, float]:
-    totals = dict.fromkeys(WIDTHS, 0.0)
-    pattern = rf'^{RUNS_METRIC}{{[^}}]*width="(\w+)"[^}}]*}} (\S+)$'
-    for match in re.finditer(pattern, text, re.M):
-        if match.group(1) in totals:
-            totals[match.group(1)] += float(match.group(2))
-    return totals

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from gesture_recognition.arguments import non_negative_int, positive_float, positive_int
 from gesture_recognition.images import load_image
-from gesture_recognition.serving.repository import ENSEMBLE, ENSEMBLE_BYTES
+from gesture_recognition.serving.contract import ENSEMBLE, ENSEMBLE_BYTES
 
 from .annotate import annotated_name, save_annotated
 from .clients import (

@@ -13,12 +13,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from gesture_recognition.labels import load_label_map
+from gesture_recognition.labels import BUILTIN_LABEL_MAPS, load_label_map
 from gesture_recognition.pipeline import GestureResult
-from gesture_recognition.serving.repository import ENSEMBLE_OUTPUTS
-
-# Known label maps, tried in this order when the server cannot tell the class names.
-FALLBACK_LABEL_MAPS = ("mcs2021", "hagrid", "finger_count")
+from gesture_recognition.serving.contract import ENSEMBLE_OUTPUTS
 
 OutputGetter = Callable[[str], "np.ndarray | None"]
 
@@ -114,8 +111,8 @@ def labels_from_classification(entries: Sequence[object], num_classes: int) -> t
 
 
 def fallback_labels(num_classes: int) -> tuple[str, ...]:
-    """The first known label map of that size, else ``class_0..``: names only, for display."""
-    for name in FALLBACK_LABEL_MAPS:
+    """A built-in label map of that size, else ``class_0..``: names only, for display."""
+    for name in BUILTIN_LABEL_MAPS:
         classes = load_label_map(name).classes
         if len(classes) == num_classes:
             return tuple(classes)

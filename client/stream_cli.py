@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from gesture_recognition.arguments import non_negative_int, positive_float, positive_int
 from gesture_recognition.pipeline import GestureResult
-from gesture_recognition.serving.repository import ENSEMBLE, ENSEMBLE_BYTES
+from gesture_recognition.serving.contract import ENSEMBLE, ENSEMBLE_BYTES
 
 from .annotated_video import AnnotatedVideo, VideoOutputError, check_video_path
 from .clients import (

@@ -35,7 +35,7 @@ from gesture_recognition.arguments import (
     positive_int,
 )
 from gesture_recognition.mcs2021 import ANSWERS_CSV, read_test_csv
-from gesture_recognition.serving.repository import ENSEMBLE, ENSEMBLE_BYTES
+from gesture_recognition.serving.contract import ENSEMBLE, ENSEMBLE_BYTES
 
 from .clients import (
     DEFAULT_BACKOFF_S,

@@ -30,7 +30,8 @@ from typing import Any
 
 from gesture_recognition.arguments import positive_float
 
-from .clients import DEFAULT_URLS, AsyncGestureClient, GestureClient
+from .clients import AsyncGestureClient, GestureClient
+from .core import DEFAULT_URLS
 from .errors import (
     GestureClientError,
     InvalidInputError,

@@ -6,9 +6,11 @@
     python export/build_engines.py --int8-classifier     # cpu, INT8 classifier (opt-in)
     python export/build_engines.py --int8-detector       # cpu, INT8 detector, head float
     python -m gesture_recognition.export.build_engines --target tensorrt   # on a GPU host
+    python export/build_engines.py --write-committed     # regenerate model_repository/'s configs
 
-The configs come from ``gesture_recognition.serving.repository`` (the one source of truth);
-``build_repository`` checks them against the ONNX files before anything is written. For
+The configs come from ``gesture_recognition.serving.configs`` (the one source of truth);
+``serving.build.build_repository`` checks them against the ONNX files before anything is
+written. For
 ``tensorrt`` the engines are built from the ONNX files with ``trtexec`` (or the TensorRT Python
 API) inside the NGC Triton container of the server's release, named per GPU compute capability
 (``cc_model_filenames``). Each build writes ``BUILD_REPORT.md`` beside the models.
@@ -32,6 +34,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from gesture_recognition.arguments import positive_int
 from gesture_recognition.artifacts import (
     CLASSIFIER_JSON,
     CLASSIFIER_ONNX,
@@ -71,15 +74,14 @@ from gesture_recognition.export.trt_engines import (
 )
 from gesture_recognition.export.verify_export import real_photos, verify_detector_export
 from gesture_recognition.paths import shown_path
-from gesture_recognition.serving.repository import (
-    FLAVOURS,
-    RepositoryError,
+from gesture_recognition.serving.build import RepositoryError, build_repository, write_committed
+from gesture_recognition.serving.configs import (
     ServingOptions,
-    build_repository,
     model_configs,
-    positive_int,
+    pipeline,
     read_specs,
 )
+from gesture_recognition.serving.contract import FLAVOURS
 
 REPORT_NAME = "BUILD_REPORT.md"
 
@@ -350,6 +352,7 @@ def build_tensorrt(args: argparse.Namespace) -> int:
     verified = [] if args.dry_run else verify_detector_step(args, models)
     specs = read_specs(models)
     configs = model_configs("tensorrt", specs, options)
+    onnx_files = {s.name: s.onnx_file for s in pipeline(specs, options, "tensorrt") if s.onnx_file}
     profiles = engine_profiles(configs, detector=specs.detector)
     engine_name = engine_filename(cc) if cc else "model.plan"
 
@@ -362,7 +365,6 @@ def build_tensorrt(args: argparse.Namespace) -> int:
         repo = build_repository("tensorrt", models, staging / "repo", options)
         commands: dict[str, list[str]] = {}
         for name, profile in profiles.items():
-            config = configs[name]
             calib = None
             if precision == "int8":
                 calib = Path(args.calib_dir) / f"{name}.cache"
@@ -370,7 +372,7 @@ def build_tensorrt(args: argparse.Namespace) -> int:
                     raise UserError(f"calibration cache {calib} does not exist")
             engine = (out if args.dry_run else repo) / name / "1" / engine_name
             commands[name] = trtexec_command(
-                models / str(config.onnx_file),
+                models / onnx_files[name],
                 engine,
                 profile,
                 precision=precision,
@@ -397,7 +399,7 @@ def build_tensorrt(args: argparse.Namespace) -> int:
             print(f"building {name}: {shlex.join(command)}", flush=True)
             if tensorrt == "tensorrt":
                 build_with_api(
-                    models / str(configs[name].onnx_file),
+                    models / onnx_files[name],
                     engine,
                     profiles[name],
                     precision=precision,
@@ -437,6 +439,12 @@ def parser() -> argparse.ArgumentParser:
         description="Build a validated Triton model repository (and TensorRT engines).",
     )
     p.add_argument("--target", choices=FLAVOURS, default="cpu")
+    p.add_argument(
+        "--write-committed",
+        action="store_true",
+        help="rewrite the generated files of model_repository/ (cpu configs, shipped models' "
+        "specs) and exit",
+    )
     p.add_argument("--models-dir", type=Path, default=shipped_models_dir())
     p.add_argument(
         "--out",
@@ -525,6 +533,10 @@ def _fraction(text: str) -> float:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.write_committed:
+        for path in write_committed():
+            print(shown(path))
+        return 0
     try:
         if args.out is None:
             args.out = default_out(args.target)

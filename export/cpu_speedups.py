@@ -24,7 +24,6 @@ import os
 import platform
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -59,6 +58,7 @@ from gesture_recognition.export.quantize import (
     split_inputs,
 )
 from gesture_recognition.images import load_image
+from gesture_recognition.paths import git_commit
 from gesture_recognition.runtime import ClassifierRunner
 
 ROOT = shipped_models_dir().parent
@@ -181,24 +181,11 @@ def machine() -> str:
     )
 
 
-def git_commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     models: Path = args.models_dir
     cspec = read_classifier_spec(models / CLASSIFIER_JSON)
     dspec = read_detector_spec(models / DETECTOR_JSON)
-    results: dict[str, Any] = {"machine": machine(), "commit": git_commit()}
+    results: dict[str, Any] = {"machine": machine(), "commit": git_commit(ROOT)}
 
     # ---- INT8 classifier: calibrate on train crops, verify on held-out val + test crops.
     calibration = split_inputs(args.crops, cspec, CALIBRATION_SPLITS)

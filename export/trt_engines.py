@@ -1,6 +1,6 @@
 """TensorRT engines for the ``tensorrt`` flavour of the model repository: the pure parts.
 
-Everything here is derived from the model configs of ``gesture_recognition.serving.repository``
+Everything here is derived from the model configs of ``gesture_recognition.serving.configs``
 (the one source of truth): the optimisation profiles (min/opt/max shapes), the ``trtexec``
 command lines, the per-compute-capability engine file names (Triton's ``cc_model_filenames``)
 and the lookup of a TensorRT installation. Nothing in this module needs TensorRT or a GPU, so it
@@ -20,17 +20,16 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
+from tritonclient.grpc.model_config_pb2 import ModelConfig
+
 from gesture_recognition.artifacts import DetectorSpec
 
-# Engine file names live with the configs that point at them (serving.repository).
-from gesture_recognition.serving.repository import (  # noqa: F401 - engine_filename re-exported
-    HAND_CROPS,
-    HAND_DETECTOR,
-    ModelConfig,
+# Engine file names live with the configs that point at them (serving.configs).
+from gesture_recognition.serving.configs import (
     ServingOptions,
     engine_filename,
-    is_compute_capability,
 )
+from gesture_recognition.serving.contract import HAND_CROPS, HAND_DETECTOR, MAX_HANDS
 
 # The Triton release the engines must be built with: an engine only loads in the TensorRT
 # version that built it, so build in the same NGC container release the server runs.
@@ -94,7 +93,7 @@ def optimization_profile(
     ``DetectorSpec.letterbox_stride``): ``low`` in the min shape, ``high`` in opt and max.
     Without it such a wildcard raises ValueError.
     """
-    if model_config.is_ensemble or model_config.is_python:
+    if model_config.platform == "ensemble" or model_config.backend == "python":
         raise ValueError(f"{model_config.name} is not a TensorRT model")
     batching = model_config.max_batch_size > 0
     if batching:
@@ -110,8 +109,8 @@ def optimization_profile(
         raise ValueError(f"{model_config.name}: opt {middle} is outside {low}..{high}")
 
     profile: Profile = {}
-    for tensor in model_config.inputs:
-        dims = tensor.dims
+    for tensor in model_config.input:
+        dims = tuple(tensor.dims)
         if not batching:
             if not dims or dims[0] != -1:
                 # Fully static input: one shape for min/opt/max.
@@ -147,8 +146,8 @@ def engine_profiles(
     """
     max_hands = ServingOptions().max_hands
     crops = configs.get(HAND_CROPS)
-    if crops is not None and crops.parameter("MAX_HANDS") is not None:
-        max_hands = int(crops.parameter("MAX_HANDS"))  # type: ignore[arg-type]
+    if crops is not None and MAX_HANDS in crops.parameters:
+        max_hands = int(crops.parameters[MAX_HANDS].string_value)
     opt = opt or {}
     return {
         name: optimization_profile(
@@ -268,9 +267,17 @@ def gpu_compute_capabilities() -> list[str]:
     found: list[str] = []
     for line in result.stdout.splitlines():
         cc = line.strip()
-        if is_compute_capability(cc) and cc not in found:
+        if _is_compute_capability(cc) and cc not in found:
             found.append(cc)
     return found
+
+
+def _is_compute_capability(text: str) -> bool:
+    try:
+        engine_filename(text)
+    except ValueError:
+        return False
+    return True
 
 
 def build_with_api(

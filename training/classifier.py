@@ -18,27 +18,27 @@ Design choices:
 * Images are read from disk per item, never held in memory: a dataset of any size trains.
 * Determinism: every epoch reseeds torch and the sampler from ``(seed, epoch)``, so a run
   resumed after epoch k repeats the epochs an uninterrupted run would have done.
-* DDP: launched by ``torchrun`` (``WORLD_SIZE > 1``) each rank trains on its share of the
-  samples; every rank evaluates the whole validation set with rank 0's batch-norm statistics
-  (cheap, and simpler than gathering shards), rank 0's macro-F1 is broadcast so all ranks take
-  the same early-stopping decision, and only rank 0 writes files.
+* DDP: launched by ``torchrun`` (``WORLD_SIZE > 1``), see ``training.distributed``.
+* timm's helpers rather than our own: ``create_optimizer_v2`` (AdamW without decay on norm
+  scales and biases), ``CosineLRScheduler`` (warm-up, cosine per step) and ``random_seed``.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
-import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 from numpy.typing import NDArray
+from timm.optim import create_optimizer_v2
+from timm.scheduler import CosineLRScheduler
+from timm.utils import random_seed
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
@@ -51,6 +51,8 @@ from gesture_recognition.training.classification_metrics import (
     confusion_matrix,
     macro_f1,
 )
+from gesture_recognition.training.classifier_checkpoint import BEST_CHECKPOINT
+from gesture_recognition.training.classifier_config import ClassifierTrainConfig
 from gesture_recognition.training.classifier_data import (
     SPLITS,
     BalancedSampler,
@@ -66,89 +68,22 @@ from gesture_recognition.training.classifier_data import (
     read_crop_manifest,
 )
 from gesture_recognition.training.crops import CROP_CONFIG, MANIFEST
+from gesture_recognition.training.distributed import (
+    DistContext,
+    barrier,
+    from_rank0,
+    init_distributed,
+    resolve_device,
+    sync_buffers,
+    wrap_ddp,
+)
 from gesture_recognition.training.pretrained import (
-    DEFAULT_ARCH,
     create_classifier,
+    freeze_blocks,
     model_mean_std,
 )
 
-BEST_CHECKPOINT = "best.pt"
 LAST_CHECKPOINT = "last.pt"
-Balance = Literal["sampler", "loss", "none"]
-TightCrops = Literal["served", "stretch"]
-
-
-# --------------------------------------------------------------------------- configuration
-
-
-@dataclass
-class ClassifierTrainConfig:
-    crops_dir: Path
-    out_dir: Path
-    label_map: str | Path = "mcs2021"
-    arch: str = DEFAULT_ARCH
-    pretrained: bool = True
-    input_size: int = 224
-    epochs: int = 30
-    batch_size: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 0.05
-    warmup_epochs: float = 1.0
-    min_lr_ratio: float = 0.01
-    label_smoothing: float = 0.1
-    drop_rate: float = 0.2
-    balance: Balance = "sampler"
-    patience: int = 5  # epochs without a better validation macro-F1 before stopping
-    seed: int = 0
-    deterministic: bool = True
-    workers: int = 2
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    resume: Path | None = None  # a last.pt (or the out_dir holding one) to continue from
-    export: bool = True
-    export_dir: Path | None = None  # default <out_dir>/onnx
-    verify_samples: int = 32  # validation crops the ONNX export is checked on
-    progress: bool = True
-    # ``tight_box`` rows (ready-made tight hand crops): shown in the served crop geometry
-    # (``served``, ServedView) or stretched to the input as they are (``stretch``).
-    tight_crops: TightCrops = "served"
-    # Balanced draws per epoch (None: as many as training rows): a large set in shorter epochs,
-    # so validation, early stopping and checkpoints come more often.
-    samples_per_epoch: int | None = None
-    # Blocks (after the stem) left as pretrained: their features are generic, and on a CPU
-    # their backward pass is most of a step's cost at full resolution.
-    freeze_blocks: int = 0
-    # NHWC convolutions: ~1.5x faster training steps on this CPU (oneDNN), same results.
-    channels_last: bool = True
-
-    def __post_init__(self) -> None:
-        self.crops_dir = Path(self.crops_dir)
-        self.out_dir = Path(self.out_dir)
-        if self.resume is not None:
-            self.resume = Path(self.resume)
-        if self.export_dir is not None:
-            self.export_dir = Path(self.export_dir)
-        if self.tight_crops not in ("served", "stretch"):
-            raise ValueError(f"tight_crops must be served or stretch, got {self.tight_crops!r}")
-        if self.samples_per_epoch is not None and self.samples_per_epoch < 1:
-            raise ValueError(f"samples_per_epoch must be >= 1, got {self.samples_per_epoch}")
-        if self.samples_per_epoch is not None and self.balance != "sampler":
-            raise ValueError("samples_per_epoch needs balance='sampler' (its balanced draws)")
-        if self.freeze_blocks < 0:
-            raise ValueError(f"freeze_blocks must be >= 0, got {self.freeze_blocks}")
-        if self.balance not in ("sampler", "loss", "none"):
-            raise ValueError(f"balance must be sampler, loss or none, got {self.balance!r}")
-        for name in ("input_size", "epochs", "batch_size", "patience"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.workers < 0:
-            raise ValueError(f"workers must be >= 0, got {self.workers}")
-        if not 0 <= self.label_smoothing < 1:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(self).items()}
-
-
 @dataclass
 class TrainedClassifier:
     model: nn.Module
@@ -161,95 +96,14 @@ class TrainedClassifier:
     test_metrics: dict[str, Any] | None = None
 
 
-# ---------------------------------------------------------------------------- distributed
-
-
-@dataclass(frozen=True)
-class DistContext:
-    rank: int = 0
-    world_size: int = 1
-    local_rank: int = 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed() -> DistContext:
-    """Join the process group when started by torchrun; a single process otherwise."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistContext()
-    import torch.distributed as dist
-
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    if not dist.is_initialized():
-        dist.init_process_group(backend=backend)
-    return DistContext(
-        rank=dist.get_rank(),
-        world_size=dist.get_world_size(),
-        local_rank=int(os.environ.get("LOCAL_RANK", "0")),
-    )
-
-
-def _barrier(ctx: DistContext) -> None:
-    if ctx.distributed:
-        import torch.distributed as dist
-
-        dist.barrier()
-
-
-def _resolve_device(name: str, ctx: DistContext) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and ctx.distributed:
-        name = f"cuda:{ctx.local_rank}"
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError("device cuda asked for, but no CUDA GPU is available")
-        torch.cuda.set_device(device)
-    return device
-
-
 def seed_everything(seed: int, deterministic: bool) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+    random_seed(seed)
     if deterministic:
         # warn_only: a few CUDA kernels have no deterministic version; they warn, not fail.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
-
-
-# ------------------------------------------------------------------------------- schedule
-
-
-def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: float) -> float:
-    """LR multiplier: linear warm-up to 1, then cosine down to ``min_ratio``."""
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    # Norm scales and biases are not decayed: shrinking them only fights the normalisation.
-    decay: list[nn.Parameter] = []
-    no_decay: list[nn.Parameter] = []
-    for p in model.parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim <= 1 else decay).append(p)
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -360,7 +214,7 @@ class _Run:
     model: nn.Module  # the bare model (what is saved and exported)
     net: nn.Module  # what is trained: the model, or its DDP wrapper
     optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scheduler: CosineLRScheduler
     loss_fn: nn.Module
     train_sampler: Any  # has set_epoch
     train_loader: DataLoader
@@ -389,7 +243,7 @@ def _setup(cfg: ClassifierTrainConfig, ctx: DistContext) -> _Run:
     # The same seed on every rank: DDP starts from rank 0's weights anyway, but identical
     # initialisation keeps each rank reproducible on its own too.
     seed_everything(cfg.seed, cfg.deterministic)
-    device = _resolve_device(cfg.device, ctx)
+    device = resolve_device(cfg.device, ctx)
     label_map = load_label_map(cfg.label_map)
     manifest = read_crop_manifest(cfg.crops_dir, label_map)
     say(manifest.summary(label_map))
@@ -427,16 +281,24 @@ def _setup(cfg: ClassifierTrainConfig, ctx: DistContext) -> _Run:
     train_loader = _loader(train_set, cfg, train_sampler, device)
     val_loader = _loader(CropDataset(val_rows, eval_tf, eval_view), cfg, None, device)
 
-    frozen = _freeze_blocks(model, cfg.freeze_blocks)
+    frozen = freeze_blocks(model, cfg.freeze_blocks)
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    # AdamW; norm scales and biases are not decayed (shrinking them only fights the
+    # normalisation).
+    optimizer = create_optimizer_v2(model, "adamw", lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # Per optimizer step: a linear warm-up, then a cosine down to min_lr_ratio * lr.
     steps_per_epoch = len(train_loader)
     warmup = max(1, round(cfg.warmup_epochs * steps_per_epoch))
-    total = cfg.epochs * steps_per_epoch
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: warmup_cosine(s, warmup, total, cfg.min_lr_ratio)
+    scheduler = CosineLRScheduler(
+        optimizer,
+        t_initial=max(1, cfg.epochs * steps_per_epoch - warmup),
+        lr_min=cfg.lr * cfg.min_lr_ratio,
+        warmup_t=warmup,
+        warmup_lr_init=cfg.lr / warmup,
+        warmup_prefix=True,
+        t_in_epochs=False,
     )
     weight = class_weights(train_labels, label_map.num_classes) if cfg.balance == "loss" else None
     loss_fn = nn.CrossEntropyLoss(
@@ -465,46 +327,13 @@ def _setup(cfg: ClassifierTrainConfig, ctx: DistContext) -> _Run:
         eval_view=eval_view,
         frozen=frozen,
         model=model,
-        net=_wrap_ddp(model, device, ctx),
+        net=wrap_ddp(model, device, ctx),
         optimizer=optimizer,
         scheduler=scheduler,
         loss_fn=loss_fn,
         train_sampler=train_sampler,
         train_loader=train_loader,
         val_loader=val_loader,
-    )
-
-
-def _freeze_blocks(model: nn.Module, blocks: int) -> list[nn.Module]:
-    """Freeze the stem and the first ``blocks`` blocks (timm's ``freeze``); the frozen modules.
-
-    Batch-norm statistics stay the pretrained ones by keeping these modules in eval mode
-    (``_train_epoch``) rather than by timm's FrozenBatchNorm2d, whose state dict a plain model
-    could not load.
-    """
-    if blocks == 0:
-        return []
-    from timm.utils.model import freeze
-
-    children = dict(model.named_children())
-    stages = getattr(model, "blocks", None)
-    if stages is None or not {"conv_stem", "bn1"} <= set(children):
-        raise ValueError("freeze_blocks needs an EfficientNet-style model (conv_stem, bn1, blocks)")
-    if blocks > len(stages):
-        raise ValueError(f"freeze_blocks {blocks}: the model has {len(stages)} blocks")
-    names = ["conv_stem", "bn1", *(f"blocks.{i}" for i in range(blocks))]
-    freeze(model, names, include_bn_running_stats=False)
-    modules = dict(model.named_modules())
-    return [modules[n] for n in names]
-
-
-def _wrap_ddp(model: nn.Module, device: torch.device, ctx: DistContext) -> nn.Module:
-    if not ctx.distributed:
-        return model
-    from torch.nn.parallel import DistributedDataParallel
-
-    return DistributedDataParallel(
-        model, device_ids=[device.index] if device.type == "cuda" else None
     )
 
 
@@ -516,8 +345,10 @@ def _resume(run: _Run) -> _TrainState:
     _check_resumable(saved, run.cfg, run.spec.label_map)
     # Loaded into the bare model: DDP wraps the same parameter tensors, on every rank alike.
     run.model.load_state_dict(saved["model"])
-    run.optimizer.load_state_dict(saved["optimizer"])
-    run.scheduler.load_state_dict(saved["scheduler"])
+    try:
+        run.optimizer.load_state_dict(saved["optimizer"])
+    except ValueError as exc:  # timm's parameter groups differ from the hand-made ones before
+        raise ValueError(f"cannot resume {path}: written by an older trainer ({exc})") from exc
     state = _TrainState(
         next_epoch=int(saved["epoch"]) + 1,
         best_f1=float(saved["best_f1"]),
@@ -525,6 +356,8 @@ def _resume(run: _Run) -> _TrainState:
         bad_epochs=int(saved["bad_epochs"]),
         history=list(saved["history"]),
     )
+    # The schedule is a function of the optimizer steps done.
+    run.scheduler.step_update(state.next_epoch * len(run.train_loader))
     run.say(
         f"resumed from {path} after epoch {state.next_epoch} (best macro-F1 {state.best_f1:.4f})"
     )
@@ -544,11 +377,11 @@ def _fit(run: _Run, state: _TrainState) -> None:
         torch.manual_seed(cfg.seed * 100_003 + epoch * 1_009 + ctx.rank)
         run.train_sampler.set_epoch(epoch)
         train_loss = _train_epoch(run, epoch)
-        _sync_buffers(run.model, ctx)
+        sync_buffers(run.model, ctx)
         val = evaluate(
             run.model, run.val_loader, num_classes, run.device, cfg.progress and ctx.is_main
         )
-        val["macro_f1"] = _from_rank0(val["macro_f1"], run.device, ctx)
+        val["macro_f1"] = from_rank0(val["macro_f1"], run.device, ctx)
         state.history.append(
             {
                 "epoch": epoch,
@@ -575,7 +408,7 @@ def _fit(run: _Run, state: _TrainState) -> None:
             _save_epoch(run, state, val if improved else None)
     if state.bad_epochs >= cfg.patience and state.next_epoch < cfg.epochs:
         run.say(f"early stop: no better validation macro-F1 for {cfg.patience} epochs")
-    _barrier(ctx)
+    barrier(ctx)
 
 
 def _save_epoch(run: _Run, state: _TrainState, best_val: dict[str, Any] | None) -> None:
@@ -594,7 +427,6 @@ def _save_epoch(run: _Run, state: _TrainState, best_val: dict[str, Any] | None) 
         {
             "model": run.model.state_dict(),
             "optimizer": run.optimizer.state_dict(),
-            "scheduler": run.scheduler.state_dict(),
             "epoch": state.next_epoch - 1,
             "best_f1": state.best_f1,
             "best_epoch": state.best_epoch,
@@ -655,26 +487,6 @@ def _finish(run: _Run, state: _TrainState) -> TrainedClassifier:
     return result
 
 
-def _sync_buffers(model: nn.Module, ctx: DistContext) -> None:
-    # Each rank updated its batch-norm statistics on its own last batch; evaluate rank 0's.
-    if ctx.distributed:
-        import torch.distributed as dist
-
-        for buffer in model.buffers():
-            dist.broadcast(buffer, 0)
-
-
-def _from_rank0(value: float, device: torch.device, ctx: DistContext) -> float:
-    # Early stopping must be decided identically on every rank or the collectives deadlock.
-    if not ctx.distributed:
-        return value
-    import torch.distributed as dist
-
-    t = torch.tensor([value], dtype=torch.float64, device=device)
-    dist.broadcast(t, 0)
-    return float(t.item())
-
-
 def _train_epoch(run: _Run, epoch: int) -> float:
     cfg = run.cfg
     run.net.train()
@@ -688,13 +500,15 @@ def _train_epoch(run: _Run, epoch: int) -> float:
         unit="batch",
         disable=not (cfg.progress and run.ctx.is_main),
     )
+    updates = epoch * len(run.train_loader)
     for x, y in bar:
         x, y = x.to(run.device, non_blocking=True), y.to(run.device, non_blocking=True)
         loss = run.loss_fn(run.net(x), y)
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         run.optimizer.step()
-        run.scheduler.step()
+        updates += 1
+        run.scheduler.step_update(updates)
         total += loss.item() * len(y)
         seen += len(y)
         bar.set_postfix(loss=f"{total / seen:.4f}")
@@ -724,28 +538,3 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     tmp.replace(path)
-
-
-# ---------------------------------------------------------------------------------- loading
-
-
-def load_trained_classifier(checkpoint: str | Path) -> tuple[nn.Module, ClassifierSpec]:
-    """A trained model in eval mode and its spec, from ``best.pt`` (+ ``best.json``) or a
-    resume checkpoint (``last.pt``, which carries its own spec)."""
-    path = Path(checkpoint)
-    if path.is_dir():
-        path = path / BEST_CHECKPOINT
-    if not path.is_file():
-        raise FileNotFoundError(f"no classifier checkpoint at {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if "model" in state and "spec" in state:
-        spec_dict, weights = state["spec"], state["model"]
-    else:
-        meta_path = path.with_suffix(".json")
-        if not meta_path.is_file():
-            raise FileNotFoundError(f"{path} has no metadata file {meta_path}")
-        spec_dict, weights = json.loads(meta_path.read_text(encoding="utf-8"))["spec"], state
-    spec = ClassifierSpec.from_dict(spec_dict)
-    model = create_classifier(spec.architecture, spec.label_map.num_classes, pretrained=False)
-    model.load_state_dict(weights)
-    return model.eval(), spec

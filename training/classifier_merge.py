@@ -58,7 +58,7 @@ def export_merged(
     """``gesture_classifier.onnx`` + ``.json`` of the checkpoint's classifier, merged into
     ``target``; verified against PyTorch like every exported classifier."""
     from gesture_recognition.export.onnx_export import export_classifier
-    from gesture_recognition.training.classifier import load_trained_classifier
+    from gesture_recognition.training.classifier_checkpoint import load_trained_classifier
 
     model, spec = load_trained_classifier(checkpoint)
     merged, merged_spec = merge_classifier(model, spec, target)

@@ -146,6 +146,7 @@ def _cmd_train_classifier(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from gesture_recognition.training import evaluate as ev
+    from gesture_recognition.training import evaluate_photos as ep
     from gesture_recognition.training.model_report import DetectorSetSpec, ReportPlan, run_plan
 
     scenes, photos = None, None
@@ -157,8 +158,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         scenes, photos = Path(args.hagrid), ev.held_out_photos(args.crops, args.split)
     elif args.scenes:
         scenes = Path(args.scenes)
-        chosen, _ = ev.mcs_photos(
-            scenes, sorted(ev.photo_labels(scenes)), load_label_map(args.scenes_label_map)
+        chosen, _ = ep.mcs_photos(
+            scenes, sorted(ep.photo_labels(scenes)), load_label_map(args.scenes_label_map)
         )
         photos = [photo.key for photo in chosen]
     plan = ReportPlan(

@@ -108,7 +108,7 @@ def _cmd_pseudo_labels(args: argparse.Namespace) -> int:
     if args.exclude_label_map:
         import json
 
-        from gesture_recognition.training.evaluate import photo_labels
+        from gesture_recognition.training.evaluate_photos import photo_labels
 
         # Photos of the classes the end-to-end evaluation scores (the MachinesCanSee ones of
         # hagrid_crops) are held out of all training.

@@ -9,8 +9,7 @@ describes what the server answers, not what the PyTorch model did during trainin
   ultralytics' ``val`` on the checkpoint.
 - :func:`evaluate_classifier`: accuracy, macro-F1, per-class P/R/F1 and the confusion matrix
   on one split of a crop manifest.
-- :func:`evaluate_end_to_end_fingers` / :func:`evaluate_end_to_end_mcs`: whole photos through
-  detect -> crop -> classify -> decide.
+- whole photos through detect -> crop -> classify -> decide: ``training.evaluate_photos``.
 
 Each returns a JSON-serialisable dict that :func:`gesture_recognition.training.report.write_report`
 turns into markdown, PNG plots and ``metrics.json``.
@@ -25,8 +24,7 @@ import os
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -36,11 +34,11 @@ from numpy.typing import NDArray
 from tqdm import tqdm
 
 from gesture_recognition.artifacts import CLASSIFIER_JSON, CLASSIFIER_ONNX, read_classifier_spec
-from gesture_recognition.boxes import CropConfig, as_boxes, select_topmost
+from gesture_recognition.boxes import CropConfig, as_boxes
 from gesture_recognition.classifier_input import crops_to_batch
 from gesture_recognition.images import InvalidImageError, check_image_array, load_image
-from gesture_recognition.labels import LabelMap, load_label_map
-from gesture_recognition.pipeline import GesturePipeline, detect_hands, load_detector
+from gesture_recognition.labels import LabelMap
+from gesture_recognition.pipeline import detect_hands, load_detector
 from gesture_recognition.runtime import ClassifierRunner
 from gesture_recognition.training.classification_metrics import confusion_matrix, per_class_f1
 from gesture_recognition.training.crops import TIGHT_BOX
@@ -121,7 +119,7 @@ def classification_summary(
     }
 
 
-def _timing(seconds: Sequence[float]) -> dict[str, float]:
+def timing(seconds: Sequence[float]) -> dict[str, float]:
     if not seconds:
         return {"mean_ms": 0.0, "median_ms": 0.0, "p95_ms": 0.0}
     ms = np.asarray(seconds) * 1000.0
@@ -132,7 +130,7 @@ def _timing(seconds: Sequence[float]) -> dict[str, float]:
     }
 
 
-def _threads_note(threads: int | None) -> str:
+def threads_note(threads: int | None) -> str:
     n = threads if threads is not None else os.environ.get("GESTURE_ORT_THREADS") or "default"
     return (
         f"Latency: in-process ONNX Runtime on this machine's CPU ({os.cpu_count()} cores visible, "
@@ -325,14 +323,14 @@ def evaluate_detector(
         **{k: v for k, v in _ap_dict(full).items() if k not in ("precision", "recall")},
         "served": {"conf_threshold": float(served_conf), **_ap_dict(served)},
         "pr_curve_iou50": _downsample_curve(full.recall, full.precision),
-        "latency": _timing(cached_seconds if cache is not None else seconds),
+        "latency": timing(cached_seconds if cache is not None else seconds),
         "notes": [
             "AP: COCO-style 101-point interpolated AP, single class, greedy matching in score "
             "order; mAP50-95 averages IoU 0.50:0.05:0.95. Computed by this project on the "
             "exported ONNX detector with the serving letterbox and decoding.",
             f"map50/map50_95 rank all ONNX detections with score >= {FULL_CURVE_CONF}; 'served' "
             f"uses only the boxes the server keeps (score >= {served_conf:g}).",
-            _threads_note(threads) + " Detector only.",
+            threads_note(threads) + " Detector only.",
         ],
     }
     lowest = min((float(sc.min()) for _, sc in predictions if len(sc)), default=None)
@@ -418,7 +416,7 @@ def held_out_photos(
     return sorted(photos)
 
 
-def _load_classifier(models_dir: str | Path | None, threads: int | None) -> ClassifierRunner:
+def load_classifier(models_dir: str | Path | None, threads: int | None) -> ClassifierRunner:
     from gesture_recognition.artifacts import shipped_models_dir
 
     root = Path(models_dir) if models_dir is not None else shipped_models_dir()
@@ -446,7 +444,7 @@ def evaluate_classifier(
     evaluates them.
     """
     crops_dir = Path(crops_dir)
-    runner = classifier if classifier is not None else _load_classifier(models_dir, threads)
+    runner = classifier if classifier is not None else load_classifier(models_dir, threads)
     spec = runner.spec
     label_map: LabelMap = spec.label_map
     rows = read_crop_manifest(crops_dir, split)
@@ -526,7 +524,7 @@ def evaluate_classifier(
         "input_size": spec.input_size,
         **summary,
         "excluded": dict(excluded),
-        "latency_per_crop": _timing(seconds),
+        "latency_per_crop": timing(seconds),
         "notes": notes,
         "predictions": [
             {"path": p, "truth": t, "predicted": q, "score": round(s, 5)}
@@ -541,239 +539,3 @@ def _softmax_rows(logits: NDArray[np.float32]) -> NDArray[np.float32]:
     if len(logits) == 0:
         return np.zeros((0, 0), np.float32)
     return softmax(logits)
-
-
-# ---------------------------------------------------------------------------------------------
-# End to end on whole photos
-
-
-@dataclass(frozen=True)
-class Photo:
-    key: str  # how the report names it (path relative to the dataset root)
-    path: Path
-    truth: str
-
-
-def topmost_label(boxes: NDArray[np.float32], labels: Sequence[str]) -> str | None:
-    """The label of the topmost box (the hand training crops are cut from), None if no box."""
-    index = select_topmost(as_boxes(boxes))
-    return None if index is None else labels[index]
-
-
-FINGER_RULE = (
-    "Photo label = the finger count of its TOPMOST ground-truth box (smallest y1, the same "
-    "ordering that picks the training crop and the server's first hand)."
-)
-
-
-def finger_photos(
-    subhih_root: str | Path, split: str, label_map: LabelMap
-) -> tuple[list[Photo], Counter[str]]:
-    """SubhiH photos of ``split`` labelled by their topmost box's finger count."""
-    from gesture_recognition.training.converters.voc import read_voc_dir
-
-    root = Path(subhih_root)
-    fingers = load_label_map("finger_count")
-    photos, excluded = [], Counter[str]()
-    for record in read_voc_dir(root, "subhih"):
-        if record.split != split:
-            continue
-        if record.problem:
-            excluded[record.problem.split(" ")[0]] += 1
-            continue
-        boxes = np.asarray([[b.x1, b.y1, b.x2, b.y2] for b in record.boxes], np.float32)
-        raw = topmost_label(boxes, [b.label for b in record.boxes])
-        if raw is None:
-            excluded["no_ground_truth_box"] += 1
-            continue
-        label = fingers.canonical(raw) if fingers.contains(raw) else raw
-        if not label_map.contains(label):
-            excluded[f"label_not_in_label_map:{raw}"] += 1
-            continue
-        key = record.image_path.resolve().relative_to(root.resolve()).as_posix()
-        photos.append(Photo(key, record.image_path, label_map.canonical(label)))
-    return photos, excluded
-
-
-def photo_labels(hagrid_root: Path) -> dict[str, str]:
-    """HaGRID photo -> source label: its ``manifest.csv`` if present, else the folder name."""
-    manifest = hagrid_root / "manifest.csv"
-    if manifest.is_file():
-        with manifest.open(encoding="utf-8", newline="") as f:
-            return {row["path"]: row["label"] for row in csv.DictReader(f)}
-    return {
-        p.relative_to(hagrid_root).as_posix(): p.parent.name
-        for p in sorted(hagrid_root.glob("*/*"))
-        if p.suffix.lower() in IMAGE_SUFFIXES
-    }
-
-
-def mcs_photos(
-    hagrid_root: str | Path, image_paths: Iterable[str | Path], label_map: LabelMap
-) -> tuple[list[Photo], Counter[str]]:
-    """The given HaGRID photos whose class the label map knows (``peace`` -> ``victory``)."""
-    root = Path(hagrid_root).resolve()
-    labels = photo_labels(root)
-    photos, excluded = [], Counter[str]()
-    for item in image_paths:
-        path = Path(item)
-        if path.is_absolute():
-            try:
-                rel = path.resolve().relative_to(root).as_posix()
-            except ValueError:
-                excluded["outside_dataset_root"] += 1
-                continue
-        else:
-            rel = path.as_posix()
-        raw = labels.get(rel)
-        if raw is None:
-            excluded["not_in_dataset"] += 1
-            continue
-        if not label_map.contains(raw):
-            excluded[f"class_not_in_label_map:{raw}"] += 1
-            continue
-        photos.append(Photo(rel, root / rel, label_map.canonical(raw)))
-    return photos, excluded
-
-
-def score_photos(
-    pipeline: PipelineLike,
-    photos: Sequence[Photo],
-    label_map: LabelMap,
-    desc: str = "end to end",
-) -> dict[str, Any]:
-    """Run the pipeline on each photo: metrics, no-hand rate, latency and per-photo answers."""
-    truth, predicted, seconds, rows = [], [], [], []
-    no_hand = 0
-    skipped: Counter[str] = Counter()
-    for photo in tqdm(photos, desc=desc, unit="photo"):
-        try:
-            image = load_image(photo.path)
-        except (InvalidImageError, OSError):
-            skipped["unreadable_image"] += 1
-            continue
-        start = time.perf_counter()
-        result = pipeline(image)
-        seconds.append(time.perf_counter() - start)
-        hands = len(result.hand_boxes)
-        no_hand += hands == 0
-        truth.append(photo.truth)
-        predicted.append(result.gesture)
-        rows.append(
-            {
-                "path": photo.key,
-                "truth": photo.truth,
-                "predicted": result.gesture,
-                "score": round(float(result.score), 5),
-                "hands": hands,
-            }
-        )
-    if not truth:
-        raise ValueError("no photo could be scored")
-    return {
-        **classification_summary(truth, predicted, label_map.classes),
-        "label_map": label_map.name,
-        "no_hand_label": label_map.no_hand_label,
-        "no_hand_rate": no_hand / len(truth),
-        "photos_without_hand": no_hand,
-        "latency": _timing(seconds),
-        "skipped": dict(skipped),
-        "predictions": rows,
-    }
-
-
-def _no_hand_note(label_map: LabelMap) -> str:
-    if label_map.no_hand_label in label_map.classes:
-        return (
-            f"A photo with no detected hand is answered {label_map.no_hand_label!r} (the serving "
-            "rule): right when that is its label, wrong otherwise."
-        )
-    return (
-        f"A photo with no detected hand is answered {label_map.no_hand_label!r}, which is not a "
-        "class: it counts as wrong (its own confusion-matrix column, not part of macro-F1)."
-    )
-
-
-def pipeline_for(
-    models_dir: str | Path | None,
-    threads: int | None,
-    classifier_dir: str | Path | None = None,
-) -> GesturePipeline:
-    """The in-process pipeline: the detector of ``models_dir``, the classifier of
-    ``classifier_dir`` (default: the same folder)."""
-    if classifier_dir is None:
-        return GesturePipeline.from_dir(models_dir, threads=threads)
-    classifier = _load_classifier(classifier_dir, threads)
-    return GesturePipeline(load_detector(models_dir, threads), classifier)
-
-
-def evaluate_end_to_end_fingers(
-    models_dir: str | Path | None,
-    subhih_root: str | Path,
-    split: str = "test",
-    *,
-    threads: int | None = None,
-    pipeline: GesturePipeline | None = None,
-    name: str = "end_to_end_fingers",
-) -> dict[str, Any]:
-    """Finger-count accuracy on whole SubhiH photos (needs a finger-count classifier)."""
-    pipe = pipeline if pipeline is not None else pipeline_for(models_dir, threads)
-    label_map = pipe.classifier.spec.label_map
-    photos, excluded = finger_photos(subhih_root, split, label_map)
-    if not photos:
-        raise ValueError(
-            f"no {split!r} photo of {subhih_root} has a label the classifier's label map "
-            f"{label_map.name!r} knows (excluded: {dict(excluded)}); evaluate a classifier "
-            "trained with the finger_count label map"
-        )
-    result = score_photos(pipe, photos, label_map, desc=f"end to end, SubhiH {split}")
-    return {
-        "kind": "end_to_end",
-        "name": name,
-        "models_dir": str(models_dir) if models_dir is not None else None,
-        "dataset": str(subhih_root),
-        "split": split,
-        **result,
-        "excluded": dict(excluded),
-        "notes": [FINGER_RULE, _no_hand_note(label_map), _threads_note(threads)],
-    }
-
-
-def evaluate_end_to_end_mcs(
-    models_dir: str | Path | None,
-    hagrid_root: str | Path,
-    image_paths: Iterable[str | Path],
-    *,
-    threads: int | None = None,
-    pipeline: GesturePipeline | None = None,
-    name: str = "end_to_end_mcs",
-) -> dict[str, Any]:
-    """MachinesCanSee accuracy on HaGRID photos (only ``image_paths``, i.e. held-out ones)."""
-    pipe = pipeline if pipeline is not None else pipeline_for(models_dir, threads)
-    label_map = pipe.classifier.spec.label_map
-    photos, excluded = mcs_photos(hagrid_root, image_paths, label_map)
-    if not photos:
-        raise ValueError(
-            f"none of the given photos of {hagrid_root} has a class of the label map "
-            f"{label_map.name!r} (excluded: {dict(excluded)})"
-        )
-    result = score_photos(pipe, photos, label_map, desc="end to end, HaGRID photos")
-    notes = [
-        f"HaGRID photos scored whole, labels mapped through the label map {label_map.name!r} "
-        f"(aliases: {dict(label_map.aliases)}); photos of other HaGRID classes are excluded.",
-        "Only the photos passed in (the held-out split of the crop manifest) are scored.",
-        _no_hand_note(label_map),
-        _threads_note(threads),
-    ]
-    if label_map.name != "mcs2021":
-        notes.insert(0, f"WARNING: the classifier's label map is {label_map.name!r}, not mcs2021.")
-    return {
-        "kind": "end_to_end",
-        "name": name,
-        "models_dir": str(models_dir) if models_dir is not None else None,
-        "dataset": str(hagrid_root),
-        "split": "given photos",
-        **result,
-        "excluded": dict(excluded),
-        "notes": notes,
-    }

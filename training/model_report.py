@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gesture_recognition.pipeline import GesturePipeline
 from gesture_recognition.training import evaluate as ev
+from gesture_recognition.training import evaluate_photos as ep
 from gesture_recognition.training.report import write_report
 from gesture_recognition.training.teacher import DEFAULT_PADDING
 
@@ -120,7 +122,7 @@ def run_plan(plan: ReportPlan) -> Path:
             )
             classifier_results.append(result)
         if plan.scenes is not None or plan.fingers is not None:
-            pipe = ev.pipeline_for(plan.models_dir, plan.threads, directory)
+            pipe = ep.pipeline_for(plan.models_dir, plan.threads, directory)
             e2e_results += _end_to_end(plan, pipe, label, skipped)
     results += classifier_results + e2e_results
     if not results:
@@ -135,26 +137,26 @@ def run_plan(plan: ReportPlan) -> Path:
 
 
 def _end_to_end(
-    plan: ReportPlan, pipe: ev.GesturePipeline, label: str, skipped: list[str]
+    plan: ReportPlan, pipe: GesturePipeline, label: str, skipped: list[str]
 ) -> list[dict[str, Any]]:
     """The end-to-end sets this classifier can answer: a gesture classifier the scenes, a
     finger-count classifier the SubhiH photos."""
     label_map = pipe.classifier.spec.label_map
     out = []
     if plan.scenes is not None:
-        photos = plan.scene_photos or sorted(ev.photo_labels(Path(plan.scenes)))
-        if ev.mcs_photos(plan.scenes, photos, label_map)[0]:
+        photos = plan.scene_photos or sorted(ep.photo_labels(Path(plan.scenes)))
+        if ep.mcs_photos(plan.scenes, photos, label_map)[0]:
             out.append(
-                ev.evaluate_end_to_end_mcs(
+                ep.evaluate_end_to_end_mcs(
                     None, plan.scenes, photos, pipeline=pipe, name=f"end to end {label}"
                 )
             )
         else:
             skipped.append(f"{label} ({label_map.name}) on the scenes {plan.scenes}")
     if plan.fingers is not None:
-        if ev.finger_photos(plan.fingers, plan.split, label_map)[0]:
+        if ep.finger_photos(plan.fingers, plan.split, label_map)[0]:
             out.append(
-                ev.evaluate_end_to_end_fingers(
+                ep.evaluate_end_to_end_fingers(
                     None, plan.fingers, plan.split, pipeline=pipe, name=f"fingers {label}"
                 )
             )

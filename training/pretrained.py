@@ -138,3 +138,26 @@ def model_mean_std(
     r, g, b = (float(v) for v in cfg.get("mean", (0.485, 0.456, 0.406)))
     sr, sg, sb = (float(v) for v in cfg.get("std", (0.229, 0.224, 0.225)))
     return (r, g, b), (sr, sg, sb)
+
+
+def freeze_blocks(model: nn.Module, blocks: int) -> list[nn.Module]:
+    """Freeze the stem and the first ``blocks`` blocks (timm's ``freeze``); the frozen modules.
+
+    Batch-norm statistics stay the pretrained ones by keeping these modules in eval mode
+    (``_train_epoch``) rather than by timm's FrozenBatchNorm2d, whose state dict a plain model
+    could not load.
+    """
+    if blocks == 0:
+        return []
+    from timm.utils.model import freeze
+
+    children = dict(model.named_children())
+    stages = getattr(model, "blocks", None)
+    if stages is None or not {"conv_stem", "bn1"} <= set(children):
+        raise ValueError("freeze_blocks needs an EfficientNet-style model (conv_stem, bn1, blocks)")
+    if blocks > len(stages):
+        raise ValueError(f"freeze_blocks {blocks}: the model has {len(stages)} blocks")
+    names = ["conv_stem", "bn1", *(f"blocks.{i}" for i in range(blocks))]
+    freeze(model, names, include_bn_running_stats=False)
+    modules = dict(model.named_modules())
+    return [modules[n] for n in names]

@@ -165,7 +165,7 @@ def crop(image: UInt8Array, box: FloatArray) -> UInt8Array:
     return image[y1:y2, x1:x2]
 
 
-def hand_crops(image: UInt8Array, boxes: FloatArray, config: CropConfig) -> list[UInt8Array]:
+def expanded_crops(image: UInt8Array, boxes: FloatArray, config: CropConfig) -> list[UInt8Array]:
     """Expanded crops of every box, in the order given."""
     height, width = image.shape[:2]
     expanded = expand_boxes(boxes, config, width, height)
@@ -179,4 +179,4 @@ def topmost_hand_crop(
     index = select_topmost(boxes)
     if index is None:
         return None
-    return hand_crops(image, as_boxes(boxes)[index : index + 1], config)[0]
+    return expanded_crops(image, as_boxes(boxes)[index : index + 1], config)[0]

@@ -12,7 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gesture_recognition.artifacts import ClassifierSpec
-from gesture_recognition.boxes import hand_crops, limit_hands, topmost_order
+from gesture_recognition.boxes import expanded_crops, limit_hands, topmost_order
 from gesture_recognition.classifier_input import crops_to_batch
 
 # More hands than this in one photo are not classified (the most confident ones are kept);
@@ -47,6 +47,6 @@ def prepare_hands(
     max_hands: int = DEFAULT_MAX_HANDS,
 ) -> Hands:
     boxes, scores = order_hands(boxes, scores, max_hands)
-    crops = hand_crops(image, boxes, spec.crop) if len(boxes) else []
+    crops = expanded_crops(image, boxes, spec.crop) if len(boxes) else []
     batch = crops_to_batch(crops, spec.input_size, spec.mean, spec.std)
     return Hands(boxes=boxes, scores=scores, batch=batch)

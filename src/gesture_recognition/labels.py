@@ -15,7 +15,16 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-BUILTIN_LABEL_MAPS = ("mcs2021", "hagrid", "finger_count")
+
+def builtin_label_maps() -> tuple[str, ...]:
+    """The names of the label maps shipped in ``label_maps/`` (one JSON file each)."""
+    folder = resources.files("gesture_recognition") / "label_maps"
+    return tuple(
+        sorted(p.name[: -len(".json")] for p in folder.iterdir() if p.name.endswith(".json"))
+    )
+
+
+BUILTIN_LABEL_MAPS = builtin_label_maps()
 
 
 class UnknownLabelError(KeyError):

@@ -1,8 +1,10 @@
-"""How files name paths: relative to the repository, never the machine's absolute layout."""
+"""Where reports say they come from: paths relative to the repository (never the machine's
+absolute layout) and the commit of the checkout."""
 
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -23,3 +25,17 @@ def shown_path(path: str | Path, root: Path = REPO_ROOT) -> str:
                 except ValueError:
                     continue
     return given.name
+
+
+def git_commit(repo: Path = REPO_ROOT) -> str:
+    """Short commit, ``-dirty`` when tracked files differ from it (numbers of unsaved code);
+    ``unknown`` outside a git checkout."""
+    try:
+        return subprocess.run(
+            ["git", "-C", str(repo), "describe", "--always", "--dirty", "--abbrev=7"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"

@@ -24,8 +24,9 @@ from gesture_recognition.artifacts import (
     shipped_models_dir,
 )
 from gesture_recognition.pipeline import GesturePipeline
+from gesture_recognition.serving.build import build_repository, committed_specs
+from gesture_recognition.serving.configs import ServingOptions, model_configs
 from gesture_recognition.serving.launcher import TritonServer
-from gesture_recognition.serving.repository import ServingOptions, build_repository
 
 PROTOCOLS = ("grpc", "http")
 # The served answer must match the in-process pipeline within these.
@@ -41,6 +42,8 @@ def hand_count(jpg: Path) -> int:
 # Low on purpose: a 2x2 mosaic of two-hand photos then has more hands than the server keeps.
 TEST_MAX_HANDS = 3
 MODEL_FILES = (DETECTOR_ONNX, DETECTOR_JSON, CLASSIFIER_ONNX, CLASSIFIER_JSON)
+# Every model the cpu flavour serves.
+CPU_MODEL_NAMES = tuple(model_configs("cpu", committed_specs()))
 
 
 @dataclass(frozen=True)

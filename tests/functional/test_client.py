@@ -21,7 +21,7 @@ import tritonclient.http as httpclient
 from PIL import Image
 
 from gesture_recognition.client import cli
-from gesture_recognition.client import clients as clients_module
+from gesture_recognition.client import core as client_core
 from gesture_recognition.client.clients import AsyncGestureClient, GestureClient
 from gesture_recognition.client.errors import (
     InvalidInputError,
@@ -143,7 +143,7 @@ def test_labels_come_from_the_server(
     def no_fallback(k: int) -> tuple[str, ...]:
         raise AssertionError("the server's label file was not read")
 
-    monkeypatch.setattr(clients_module, "fallback_labels", no_fallback)
+    monkeypatch.setattr(client_core, "fallback_labels", no_fallback)
     with GestureClient(url_of(triton_server, protocol), protocol) as client:
         assert client.labels == reference.labels
 

@@ -26,9 +26,10 @@ import yaml
 from PIL import Image
 
 from gesture_recognition.benchmarks import perf_analyzer
+from gesture_recognition.serving.build import build_repository
+from gesture_recognition.serving.configs import ServingOptions
 from gesture_recognition.serving.launcher import TritonServer
-from gesture_recognition.serving.repository import ServingOptions, build_repository
-from tests.unit.test_deployment import (
+from tests.unit.deployment_files import (
     DASHBOARD,
     DEPLOY,
     TRITON_GPU_METRICS,

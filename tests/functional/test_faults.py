@@ -28,12 +28,9 @@ from tritonclient.utils import InferenceServerException
 from gesture_recognition.client.clients import GestureClient
 from gesture_recognition.client.errors import GestureClientError, InvalidInputError
 from gesture_recognition.images import load_image
-from gesture_recognition.serving.launcher import (
-    Endpoints,
-    free_port,
-    orphaned_stubs,
-    stub_processes,
-)
+from gesture_recognition.serving.launcher import Endpoints, free_port
+from gesture_recognition.serving.processes import stub_processes
+from gesture_recognition.serving.triton_251 import orphaned_stubs
 
 from .conftest import ServingModels
 

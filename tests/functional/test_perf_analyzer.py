@@ -4,7 +4,6 @@ with real photos, on every entry point, and its numbers agree with the server's 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest
@@ -13,15 +12,10 @@ from gesture_recognition.benchmarks import perf_analyzer as pa
 from gesture_recognition.benchmarks import server_stats
 from gesture_recognition.benchmarks.cli import main as bench_main
 from gesture_recognition.benchmarks.inputs import trace_photo, write_input_data
+from gesture_recognition.benchmarks.report import INPROCESS, SERVED_GRPC
 from gesture_recognition.pipeline import GesturePipeline
-from gesture_recognition.serving.repository import (
-    ENSEMBLE,
-    ENSEMBLE_BYTES,
-    HAND_CROPS,
-    ServingOptions,
-    model_configs,
-    read_specs,
-)
+from gesture_recognition.serving.configs import ServingOptions, model_configs, read_specs
+from gesture_recognition.serving.contract import ENSEMBLE, ENSEMBLE_BYTES, HAND_CROPS
 
 from .conftest import RunningServer
 
@@ -45,8 +39,13 @@ def inputs(
 
 
 @pytest.mark.parametrize(
-    ("model", "protocol"),
-    [(ENSEMBLE, "grpc"), (ENSEMBLE, "http"), (ENSEMBLE_BYTES, "grpc"), (HAND_CROPS, "grpc")],
+    ("model", "protocol", "top"),
+    [
+        (ENSEMBLE, "grpc", 2),
+        (ENSEMBLE, "http", 1),
+        (ENSEMBLE_BYTES, "grpc", 1),
+        (HAND_CROPS, "grpc", 1),
+    ],
 )
 def test_perf_analyzer_loads_the_server(
     triton_server: RunningServer,
@@ -54,6 +53,7 @@ def test_perf_analyzer_loads_the_server(
     tmp_path: Path,
     model: str,
     protocol: str,
+    top: int,
 ) -> None:
     url = triton_server.grpc_url if protocol == "grpc" else triton_server.http_url
     spec = pa.PerfRun(
@@ -61,7 +61,7 @@ def test_perf_analyzer_loads_the_server(
         url=url,
         protocol=protocol,
         input_data=inputs[model],
-        concurrency=(1, 2, 1),
+        concurrency=(1, top, 1),
         csv_path=tmp_path / "run.csv",
         request_count=4,
         # Plumbing, not numbers: a loose tolerance keeps a busy CI host from failing the sweep.
@@ -70,7 +70,7 @@ def test_perf_analyzer_loads_the_server(
     before = server_stats.snapshot(triton_server.http_url)
     rows, _ = pa.run_until_stable(spec, 300, tmp_path / "run.log", max_percentage=100)
     after = server_stats.snapshot(triton_server.http_url)
-    assert [int(r["Concurrency"]) for r in rows] == [1, 2]
+    assert [int(r["Concurrency"]) for r in rows] == list(range(1, top + 1))
     assert all(r["Inferences/Second"] > 0 and r["p50 latency"] > 0 for r in rows)
     served = after[model]["requests"] - before[model]["requests"]
     # Every request perf_analyzer reported was answered successfully by this model.
@@ -101,61 +101,40 @@ def test_a_rejected_input_makes_the_run_fail_loudly(
 
 
 def _quick_run(out: Path, *extra: str) -> list[str]:
-    """``gesture-bench run --quick`` on two photos, one request level: seconds, not minutes."""
+    """``gesture-bench run --quick`` on one photo, one request level: seconds, not minutes."""
     return [
         "run",
         "--quick",
-        *("--limit", "2", "--concurrency", "1", "--request-count", "4"),
-        *("--protocols", "grpc", "--paired-rounds", "1"),
+        *("--limit", "1", "--concurrency", "1", "--request-count", "4"),
+        *("--protocols", "grpc"),
         *extra,
         *("--out", str(out)),
     ]
 
 
-def test_gesture_bench_quick_run_writes_a_report(tmp_path: Path, repo_root: Path) -> None:
-    out = tmp_path / "report"
-    code = bench_main(_quick_run(out, "--interleaved-requests", "6"))
-    assert code == 0
-    text = (out / "REPORT.md").read_text()
-    assert "| served gesture_ensemble gRPC | 1 |" in text
-    assert "| in-process ONNX (IMAGE) | 1 |" in text
-    assert "gesture-client gRPC / in-process, each of 6 photos timed both ways" in text
-    assert "median of 1 alternating rounds" in text
-    assert "## Where the served time goes" in text
-    assert (out / "throughput_latency_p50.png").is_file()
-    assert str(tmp_path) not in text  # no machine paths in the report
-
-
-def test_gesture_bench_times_the_triton_floor(tmp_path: Path) -> None:
-    """``--floor``: the replay repository is built from the live server's answers, served
-    beside it and timed in the paired rounds, plain gRPC and shared memory, with the
-    benchmark's photos and with a tiny one (the replayed answers ignore the photo)."""
-    out = tmp_path / "report"
-    work = tmp_path / "work"
-    floor_args = ("--floor", "--shared-memory", "--interleaved-requests", "0")
-    code = bench_main(_quick_run(out, *floor_args, "--work-dir", str(work)))
-    assert code == 0
+def _series(out: Path) -> dict[tuple[str, int], dict[str, float]]:
     results = json.loads((out / "results.json").read_text())
-    (paired,) = results["paired"]
-    assert 0 < paired["floor_p50_ms"] < paired["served_p50_ms"]
-    assert paired["floor_shm_p50_ms"] > 0
-    assert paired["floor_small_p50_ms"] > 0 and paired["floor_small_shm_p50_ms"] > 0
-    text = (out / "REPORT.md").read_text()
-    assert "Triton's own cost at concurrency 1, gRPC:" in text
-    assert "With a 64x48 photo in place of the benchmark's (1 rounds)" in text
-    assert "Triton's own cost at concurrency 1, gRPC + system shm:" in text
-    assert "| Triton floor gRPC p50 ms |" in text
-    # The replay models answer what the real ones answered for the recorded photo.
-    repository = work / "floor_repository"
-    assert sorted(p.name for p in repository.iterdir()) == [
-        "gesture_classifier",
-        "gesture_ensemble",
-        "hand_crops",
-        "hand_detector",
-    ]
-    for model in ("gesture_classifier", "hand_crops", "hand_detector"):
-        assert (repository / model / "1" / "answers.npz").is_file()
-        assert not (repository / model / "1" / "model.onnx").exists()
+    return {(p["series"], p["concurrency"]): p for p in results["series"]}
+
+
+def test_gesture_bench_quick_run_writes_a_report(tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    assert bench_main(_quick_run(out)) == 0
+    series = _series(out)
+    assert set(series) == {
+        (INPROCESS, 1),
+        ("in-process ONNX (bytes)", 1),
+        (SERVED_GRPC, 1),
+        ("served gesture_ensemble_bytes gRPC", 1),
+    }
+    for point in series.values():
+        assert point["throughput"] > 0 and 0 < point["p50_ms"] <= point["p99_ms"]
+    # Triton's own statistics at concurrency 1: every model of the ensemble served requests.
+    breakdown = json.loads((out / "results.json").read_text())["breakdown"]
+    assert {row["model"] for row in breakdown} >= {"hand_detector", "gesture_classifier"}
+    assert all(row["requests"] > 0 for row in breakdown)
+    assert (out / "throughput_latency_p50.png").is_file()
+    assert str(tmp_path) not in (out / "REPORT.md").read_text()  # no machine paths
 
 
 def _external(server: RunningServer) -> str:
@@ -172,18 +151,17 @@ def test_gesture_bench_measures_an_external_server(
     code = bench_main(
         _quick_run(
             out,
-            *("--server", _external(triton_server), "--interleaved-requests", "0"),
+            *("--server", _external(triton_server)),
             *("--models-dir", str(triton_server.models_dir)),
             *("--set", f"max_hands={triton_server.max_hands}"),
         )
     )
     assert code == 0
-    text = (out / "REPORT.md").read_text()
-    assert "| served gesture_ensemble gRPC | 1 |" in text
-    assert "Served by an external Triton" in text
-    assert "timed both ways" not in text  # --interleaved-requests 0: off
+    assert _series(out)[(SERVED_GRPC, 1)]["requests"] > 0
+    results = json.loads((out / "results.json").read_text())
+    assert any("Served by an external Triton" in note for note in results["notes"])
     # The commands name the server that was measured, not a started one's default ports.
-    assert f"-u {triton_server.grpc_url}" in text
+    assert f"-u {triton_server.grpc_url}" in results["commands"][SERVED_GRPC]
 
 
 def test_gesture_bench_refuses_a_server_of_another_flavour(
@@ -207,24 +185,3 @@ def test_gesture_bench_refuses_a_server_of_another_flavour(
     )
     assert code == 3
     assert "no ready hand_preprocess" in capsys.readouterr().err
-
-
-def test_gesture_bench_tune_measures_the_variants_in_rounds(tmp_path: Path) -> None:
-    out = tmp_path / "tuning"
-    args = ["tune", "--limit", "1", "--concurrency", "1", "--request-count", "4", "--rounds", "2"]
-    variant = ["--variant", "one=detector_instances=1,classifier_instances=1"]
-    code = bench_main([*args, *variant, "--protocols", "grpc", "--out", str(out)])
-    assert code == 0
-    rounds = json.loads((out / "results.json").read_text())["tuning_rounds"]
-    # Both servers up at once, each measured in each round, the order rotating.
-    assert [(r["round"], r["variant"]) for r in rounds] == [
-        (1, "baseline"),
-        (1, "one"),
-        (2, "one"),
-        (2, "baseline"),
-    ]
-    text = (out / "REPORT.md").read_text()
-    assert "| tune baseline gesture_ensemble gRPC | 1 |" in text  # the medians
-    assert "| tune one gesture_ensemble gRPC | 1 |" in text
-    assert re.search(r"\| tune one gesture_ensemble gRPC \| 1 \| [\d.]+x \| [\d.]+x \| 2 \|", text)
-    assert "| 2 | tune baseline gesture_ensemble gRPC | 1 |" in text  # every round

@@ -27,8 +27,7 @@ from tritonclient.utils import InferenceServerException
 
 from gesture_recognition.images import decode_image, load_image
 from gesture_recognition.pipeline import GesturePipeline
-from gesture_recognition.serving.repository import (
-    CPU_MODEL_NAMES,
+from gesture_recognition.serving.contract import (
     ENSEMBLE,
     ENSEMBLE_BYTES,
     ENSEMBLE_OUTPUTS,
@@ -37,7 +36,7 @@ from gesture_recognition.serving.repository import (
 )
 from gesture_recognition.serving.soak import load_photos, report_markdown, run_soak
 
-from .conftest import BOX_ATOL, PROTOCOLS, SCORE_ATOL, RunningServer
+from .conftest import BOX_ATOL, CPU_MODEL_NAMES, PROTOCOLS, SCORE_ATOL, RunningServer
 
 pytestmark = pytest.mark.functional
 

@@ -12,7 +12,7 @@ from gesture_recognition.boxes import (
     clip_boxes,
     crop,
     expand_boxes,
-    hand_crops,
+    expanded_crops,
     pixel_window,
     topmost_order,
 )
@@ -55,7 +55,7 @@ def test_expand_any_finite_box_stays_inside_and_nonempty(raw, config, width, hei
 @settings(max_examples=60)
 def test_crops_of_any_box_on_thin_photos_are_never_empty(raw, config, width, height) -> None:
     image = np.arange(width * height * 3, dtype=np.uint8).reshape(height, width, 3)
-    for piece in hand_crops(image, _arr(raw), config):
+    for piece in expanded_crops(image, _arr(raw), config):
         assert piece.shape[0] >= 1 and piece.shape[1] >= 1 and piece.shape[2] == 3
 
 

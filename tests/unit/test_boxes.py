@@ -13,7 +13,7 @@ from gesture_recognition.boxes import (
     clip_boxes,
     crop,
     expand_boxes,
-    hand_crops,
+    expanded_crops,
     limit_hands,
     pixel_window,
     select_topmost,
@@ -89,7 +89,7 @@ def test_a_box_wholly_outside_collapses_onto_the_border() -> None:
 @settings(max_examples=60)
 def test_crops_are_never_empty(raw, config, width, height, channels) -> None:
     image = np.arange(height * width * channels, dtype=np.uint8).reshape(height, width, channels)
-    crops = hand_crops(image, np.array(raw, dtype=np.float32).reshape(-1, 4), config)
+    crops = expanded_crops(image, np.array(raw, dtype=np.float32).reshape(-1, 4), config)
     assert len(crops) == len(raw)
     for piece in crops:
         assert piece.ndim == 3 and piece.shape[0] >= 1 and piece.shape[1] >= 1

@@ -17,18 +17,19 @@ from gesture_recognition.export.trt_engines import (
     optimization_profile,
     trtexec_command,
 )
-from gesture_recognition.serving.repository import (
+from gesture_recognition.serving.build import read_config
+from gesture_recognition.serving.configs import (
+    ServingOptions,
+    engine_filename,
+    model_configs,
+    read_specs,
+)
+from gesture_recognition.serving.contract import (
     GESTURE_CLASSIFIER,
     GESTURE_DECISION,
     HAND_CROPS,
     HAND_DETECTOR,
     HAND_PREPROCESS,
-    MODEL_NAMES,
-    ServingOptions,
-    engine_filename,
-    model_configs,
-    read_specs,
-    render_config,
 )
 
 
@@ -57,7 +58,7 @@ def test_detector_profile_follows_max_batch_size(trt_configs, specs):
     size, low = specs.detector.imgsz, specs.detector.min_side
     # The shipped detector letterboxes onto the photo's aspect: canvas sides from its minimum
     # (enough anchors for its 300 rows) up to imgsz.
-    assert low == 128 and config.inputs[0].dims == (3, -1, -1)
+    assert low == 128 and tuple(config.input[0].dims) == (3, -1, -1)
     spatial = (low, size)
     assert optimization_profile(config, spatial=spatial) == {
         specs.detector.input_name: ((1, 3, low, low), (4, 3, size, size), (8, 3, size, size))
@@ -69,7 +70,7 @@ def test_detector_profile_follows_max_batch_size(trt_configs, specs):
     # A square-letterbox spec keeps fixed dims and a one-size profile.
     square = replace(specs, detector=replace(specs.detector, letterbox_stride=0, min_canvas_side=0))
     config = model_configs("tensorrt", square)[HAND_DETECTOR]
-    assert config.inputs[0].dims == (3, size, size)
+    assert tuple(config.input[0].dims) == (3, size, size)
     assert optimization_profile(config) == {
         specs.detector.input_name: ((1, 3, size, size), (4, 3, size, size), (8, 3, size, size))
     }
@@ -98,7 +99,7 @@ def test_classifier_profile_spans_the_hand_crops(trt_configs, specs):
     }
     # The limit comes from the build's options (hand_crops' MAX_HANDS parameter).
     configs = model_configs("tensorrt", specs, ServingOptions(max_hands=5))
-    assert configs[HAND_CROPS].parameter("MAX_HANDS") == "5"
+    assert configs[HAND_CROPS].parameters["MAX_HANDS"].string_value == "5"
     profiles = engine_profiles(configs, detector=specs.detector)
     assert set(profiles) == {HAND_DETECTOR, GESTURE_CLASSIFIER}
     assert profiles[GESTURE_CLASSIFIER]["input"][2][0] == 5
@@ -107,13 +108,13 @@ def test_classifier_profile_spans_the_hand_crops(trt_configs, specs):
     assert engine_profiles(configs, detector=specs.detector)[GESTURE_CLASSIFIER]["input"][1][0] == 2
 
 
-def test_profile_rejects_bad_opt_and_unbounded_dims(trt_configs):
+def test_profile_rejects_bad_opt_and_unbounded_dims(trt_configs, specs):
     with pytest.raises(ValueError, match="outside"):
         optimization_profile(trt_configs[HAND_DETECTOR], opt=9)
     with pytest.raises(ValueError, match="outside"):
         optimization_profile(trt_configs[GESTURE_CLASSIFIER], opt=0)
-    det = trt_configs[HAND_DETECTOR]
-    dynamic = replace(det, inputs=(replace(det.inputs[0], dims=(3, -1, -1)),))
+    dynamic = model_configs("tensorrt", specs)[HAND_DETECTOR]
+    assert list(dynamic.input[0].dims) == [3, -1, -1]
     with pytest.raises(ValueError, match="wildcard"):
         optimization_profile(dynamic)
     with pytest.raises(ValueError, match="spatial bounds"):
@@ -174,11 +175,13 @@ def test_engine_filenames_per_compute_capability():
     # The tensorrt configs name one engine per compute capability, each once.
     specs = read_specs(shipped_models_dir())
     options = ServingOptions(compute_capabilities=("8.9", "8.6", "8.9"))
-    text = render_config(model_configs("tensorrt", specs, options)[HAND_DETECTOR], "tensorrt")
-    assert 'cc_model_filenames { key: "8.6" value: "model_sm86.plan" }' in text
-    assert text.count("cc_model_filenames") == 2
+    detector = model_configs("tensorrt", specs, options)[HAND_DETECTOR]
+    assert dict(detector.cc_model_filenames) == {
+        "8.6": "model_sm86.plan",
+        "8.9": "model_sm89.plan",
+    }
     plain = model_configs("tensorrt", specs, ServingOptions())[HAND_DETECTOR]
-    assert "cc_model_filenames" not in render_config(plain, "tensorrt")
+    assert not plain.cc_model_filenames
     with pytest.raises(ValueError):
         ServingOptions(compute_capabilities=("sm_89",))
 
@@ -199,7 +202,7 @@ def test_tensorrt_dry_run_prints_commands_and_configs(tmp_path, capsys, no_tenso
     assert f"--saveEngine={out}/hand_detector/1/model_sm89.plan" in printed
     assert "--maxShapes=input:16x3x224x224" in printed
     assert 'platform: "tensorrt_plan"' in printed
-    assert 'cc_model_filenames { key: "8.9" value: "model_sm89.plan" }' in printed
+    assert 'cc_model_filenames {\n  key: "8.9"\n  value: "model_sm89.plan"\n}' in printed
     assert "--fp16" in printed
 
 
@@ -259,11 +262,12 @@ def test_default_out_dirs():
 def test_cpu_build_writes_repository_and_report(tmp_path, capsys):
     out = tmp_path / "repo"
     assert build_engines.main(["--out", str(out), "--max-hands", "3"]) == 0
-    for name in MODEL_NAMES:
+    for name in model_configs("onnxruntime", read_specs(shipped_models_dir())):
         # The cpu flavour runs the letterbox and the decision inside the two networks' models.
-        fused = name in (HAND_PREPROCESS, GESTURE_DECISION)
-        assert (out / name / "config.pbtxt").is_file() != fused, name
-    assert 'string_value: "3"' in (out / HAND_CROPS / "config.pbtxt").read_text()
+        inside = name in (HAND_PREPROCESS, GESTURE_DECISION)
+        assert (out / name / "config.pbtxt").is_file() != inside, name
+    crops = read_config(out / HAND_CROPS / "config.pbtxt")
+    assert crops.parameters["MAX_HANDS"].string_value == "3"
     report = (out / build_engines.REPORT_NAME).read_text()
     assert report.startswith("# Model repository build (cpu)")
     assert "| hand_detector | 1/model.onnx |" in report

@@ -24,7 +24,6 @@ from gesture_recognition.training.classifier import (
     ClassifierTrainConfig,
     DistContext,
     TrainedClassifier,
-    _freeze_blocks,
     _train_sampler,
     train_classifier,
 )
@@ -32,7 +31,7 @@ from gesture_recognition.training.classifier_data import CropDataset, CropRecord
 from gesture_recognition.training.cli import main
 from gesture_recognition.training.crop_import import import_crops, merge_crop_folders
 from gesture_recognition.training.crops import TIGHT_BOX
-from gesture_recognition.training.pretrained import create_classifier
+from gesture_recognition.training.pretrained import create_classifier, freeze_blocks
 from gesture_recognition.training.served_view import ServedView
 
 LABELS = ("like", "palm", "peace")
@@ -106,14 +105,14 @@ def test_crop_dataset_shows_only_tight_boxes_in_the_served_view(tight_crops: Pat
 def test_freeze_blocks_checks_the_model() -> None:
     model = create_classifier("tf_efficientnet_lite0", 3, pretrained=False)
     with pytest.raises(ValueError, match="blocks"):
-        _freeze_blocks(model, len(model.blocks) + 1)
-    assert _freeze_blocks(model, 0) == []
-    frozen = _freeze_blocks(model, 2)
+        freeze_blocks(model, len(model.blocks) + 1)
+    assert freeze_blocks(model, 0) == []
+    frozen = freeze_blocks(model, 2)
     assert frozen == [model.conv_stem, model.bn1, model.blocks[0], model.blocks[1]]
     assert not any(p.requires_grad for m in frozen for p in m.parameters())
     assert all(p.requires_grad for p in model.blocks[2].parameters())
     with pytest.raises(ValueError, match="EfficientNet"):
-        _freeze_blocks(torch.nn.Sequential(torch.nn.Linear(2, 2)), 1)
+        freeze_blocks(torch.nn.Sequential(torch.nn.Linear(2, 2)), 1)
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +154,8 @@ def test_tiny_run_with_tight_crops_frozen_blocks_and_short_epochs(
 
     # samples_per_epoch: 8 draws of batch 4 are two optimiser steps.
     last = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
-    assert last["scheduler"]["last_epoch"] == 2
+    steps = {float(v["step"]) for v in last["optimizer"]["state"].values()}
+    assert steps == {2.0}
     assert last["config"]["freeze_blocks"] == 2 and last["config"]["samples_per_epoch"] == 8
 
     # The stem and the first two blocks are still the pretrained ones, batch-norm statistics

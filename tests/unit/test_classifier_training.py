@@ -26,9 +26,9 @@ from gesture_recognition.training.classifier import (
     ClassifierTrainConfig,
     DistContext,
     _train_sampler,
-    load_trained_classifier,
     train_classifier,
 )
+from gesture_recognition.training.classifier_checkpoint import load_trained_classifier
 from gesture_recognition.training.classifier_data import (
     BalancedSampler,
     EvalTransform,

@@ -4,25 +4,18 @@ shared-memory regions, annotation, the async window and the CLI against a closed
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import os
 import random
-import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 from tritonclient.grpc import InferResult as GrpcInferResult
-from tritonclient.grpc import service_pb2
-from tritonclient.http import InferResult as HttpInferResult
-from tritonclient.utils import InferenceServerException, serialize_byte_tensor
+from tritonclient.utils import InferenceServerException
 
-from gesture_recognition.client import cli
-from gesture_recognition.client.annotate import annotate, annotated_name, save_annotated
 from gesture_recognition.client.clients import (
     AsyncGestureClient,
     FileResult,
@@ -41,7 +34,6 @@ from gesture_recognition.client.errors import (
     is_retryable,
     translate,
 )
-from gesture_recognition.client.files import expand_inputs
 from gesture_recognition.client.results import (
     OutputError,
     fallback_labels,
@@ -49,73 +41,16 @@ from gesture_recognition.client.results import (
     parse_outputs,
     probs_size_from_config,
 )
-from gesture_recognition.client.shm import Region, RegionPool, encode_input, region_size
 from gesture_recognition.labels import load_label_map
 from gesture_recognition.pipeline import GestureResult
 
-LABELS = load_label_map("mcs2021").classes
-
-
-def closed_port() -> int:
-    """A localhost port with nothing listening (bound and released: refused at once)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-# ----------------------------------------------------------------- answers
-
-
-def answer(n_hands: int, k: int = len(LABELS), seed: int = 0) -> dict[str, np.ndarray]:
-    """The ensemble's outputs for a photo with ``n_hands`` hands, as the server shapes them."""
-    rng = np.random.default_rng(seed)
-    xy = rng.uniform(0, 300, (n_hands, 2)).astype(np.float32)
-    boxes = np.concatenate([xy, xy + rng.uniform(10, 100, (n_hands, 2))], axis=1)
-    probs = rng.dirichlet(np.ones(k)).astype(np.float32)
-    names = [LABELS[i % len(LABELS)].encode() for i in rng.integers(0, k, n_hands)]
-    gesture = names[0] if names else b"no_gesture"
-    return {
-        "GESTURE": np.array([gesture], dtype=np.object_),
-        "SCORE": np.array([probs.max()], np.float32),
-        "HAND_BOXES": boxes.astype(np.float32).reshape(n_hands, 4),
-        "HAND_SCORES": rng.uniform(0, 1, n_hands).astype(np.float32),
-        "HAND_GESTURES": np.array(names, dtype=np.object_),
-        "HAND_GESTURE_SCORES": rng.uniform(0, 1, n_hands).astype(np.float32),
-        "GESTURE_PROBS": probs,
-    }
-
-
-def grpc_result(outputs: dict[str, np.ndarray]) -> GrpcInferResult:
-    response = service_pb2.ModelInferResponse(model_name="gesture_ensemble")
-    for name, array in outputs.items():
-        out = response.outputs.add(name=name, shape=list(array.shape))
-        if array.dtype == np.object_:
-            out.datatype = "BYTES"
-            serialized = serialize_byte_tensor(array)
-            response.raw_output_contents.append(serialized.item() if serialized.size else b"")
-        else:
-            out.datatype = "FP32"
-            response.raw_output_contents.append(array.tobytes())
-    return GrpcInferResult(response)
-
-
-def http_result(outputs: dict[str, np.ndarray]) -> HttpInferResult:
-    body = {
-        "model_name": "gesture_ensemble",
-        "outputs": [
-            {
-                "name": name,
-                "datatype": "BYTES" if array.dtype == np.object_ else "FP32",
-                "shape": list(array.shape),
-                "data": [v.decode() for v in array.reshape(-1)]
-                if array.dtype == np.object_
-                else array.reshape(-1).tolist(),
-            }
-            for name, array in outputs.items()
-        ],
-    }
-    return HttpInferResult.from_response_body(json.dumps(body).encode())
-
+from .client_answers import (
+    LABELS,
+    answer,
+    gesture_result,
+    grpc_result,
+    http_result,
+)
 
 RESULT_BUILDERS = {"grpc": grpc_result, "http": http_result}
 
@@ -388,134 +323,6 @@ def test_shared_memory_is_registered_again_after_a_silent_server_restart() -> No
     ]
 
 
-# ----------------------------------------------------------------- input expansion
-
-
-def _touch(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(b"x")
-    return path
-
-
-def test_expand_inputs_files_folders_globs(tmp_path: Path) -> None:
-    a = _touch(tmp_path / "photos" / "a.jpg")
-    b = _touch(tmp_path / "photos" / "nested" / "deeper" / "b.PNG")
-    c = _touch(tmp_path / "photos" / "c.webp")
-    _touch(tmp_path / "photos" / "notes.txt")
-    d = _touch(tmp_path / "other" / "d.jpeg")
-    e = _touch(tmp_path / "other" / "e.bmp")
-    odd = _touch(tmp_path / "named.dat")
-
-    expansion = expand_inputs(
-        [
-            str(tmp_path / "photos"),  # folder: recursive, photos only, sorted
-            str(tmp_path / "other" / "*.jpeg"),  # glob
-            str(a),  # again: no duplicate
-            str(tmp_path / "**" / "*.bmp"),  # recursive glob
-            str(odd),  # named explicitly: taken whatever its suffix
-            str(tmp_path / "missing.jpg"),
-            str(tmp_path / "nothing" / "*.jpg"),
-        ]
-    )
-    assert expansion.files == [a, c, b, d, e, odd]
-    assert expansion.unmatched == [
-        str(tmp_path / "missing.jpg"),
-        str(tmp_path / "nothing" / "*.jpg"),
-    ]
-
-
-def test_expand_inputs_empty_folder_is_unmatched(tmp_path: Path) -> None:
-    (tmp_path / "empty").mkdir()
-    _touch(tmp_path / "empty" / "readme.md")
-    assert expand_inputs([str(tmp_path / "empty")]).unmatched == [str(tmp_path / "empty")]
-
-
-# ----------------------------------------------------------------- shared memory
-
-
-def test_region_size() -> None:
-    assert region_size(10) == 1 << 20
-    assert region_size((1 << 20) + 1) == 1 << 21
-
-
-def test_encode_input_serializes_bytes_like_triton() -> None:
-    data = encode_input(np.array([b"abc"], dtype=np.object_))
-    assert data == b"\x03\x00\x00\x00abc"
-    pixels = np.arange(24, dtype=np.uint8).reshape(2, 4, 3)
-    assert bytes(encode_input(pixels)) == pixels.tobytes()
-
-
-def test_region_pool_writes_grows_and_cleans_up() -> None:
-    pool = RegionPool(prefix="gesture_client_test")
-    region, replaced = pool.take(100)
-    assert replaced is None and region.key == f"/{region.name}"
-    assert Path("/dev/shm", region.name).exists()
-    assert region.write(b"hello") == 5
-    assert bytes(region.memory.buf[:5]) == b"hello"
-    region.registered = True
-    pool.give(region)
-
-    bigger, old = pool.take(region.byte_size + 1)
-    assert old is region and bigger.byte_size >= region.byte_size + 1
-    old.destroy()  # the caller unregisters, then destroys the replaced region
-    assert not Path("/dev/shm", old.name).exists()
-    pool.give(bigger)
-    with pytest.raises(ValueError):
-        bigger.write(b"x" * (bigger.byte_size + 1))
-
-    pool.forget_registrations()
-    assert not any(r.registered for r in pool.regions())
-    pool.destroy_all()
-    assert not Path("/dev/shm", bigger.name).exists()
-
-
-def test_region_names_are_unique() -> None:
-    first, second = Region.create(1024), Region.create(1024)
-    try:
-        assert first.name != second.name
-    finally:
-        first.destroy()
-        second.destroy()
-
-
-# ----------------------------------------------------------------- annotation
-
-
-def _result(n_hands: int, width: int, height: int) -> GestureResult:
-    outputs = answer(n_hands, seed=3)
-    boxes = outputs["HAND_BOXES"] % [width, height, width, height]
-    outputs["HAND_BOXES"] = np.sort(boxes.reshape(-1, 2, 2), axis=1).reshape(-1, 4)
-    return parse_outputs(outputs.get, LABELS)
-
-
-@pytest.mark.parametrize("n_hands", [0, 2])
-def test_annotation_writes_a_png_of_the_photo_size(tmp_path: Path, n_hands: int) -> None:
-    width, height = 320, 240
-    photo = np.full((height, width, 3), 128, np.uint8)
-    result = _result(n_hands, width, height)
-    path = save_annotated(photo, result, tmp_path / "out", "photo.png")
-    with Image.open(path) as img:
-        assert img.format == "PNG" and img.size == (width, height) and img.mode == "RGB"
-        drawn = np.asarray(img)
-    assert (drawn != photo).any()  # the banner at least
-    if n_hands:
-        x1, _, x2, y2 = (round(float(v)) for v in result.hand_boxes[0])
-        edge = drawn[min(y2, height - 1), x1 + (x2 - x1) // 2]
-        assert tuple(edge) != (128, 128, 128)  # a box edge was drawn
-
-
-def test_annotate_keeps_the_input_untouched() -> None:
-    photo = np.full((64, 80, 3), 50, np.uint8)
-    annotate(photo, _result(1, 80, 64))
-    assert (photo == 50).all()
-
-
-def test_annotated_names_do_not_collide() -> None:
-    taken: set[str] = set()
-    names = [annotated_name(Path(p), taken) for p in ("a/x.jpg", "b/x.jpg", "b/x.png", "y.jpg")]
-    assert names == ["x.png", "x_2.png", "x_3.png", "y.png"]
-
-
 # ----------------------------------------------------------------- async window
 
 
@@ -535,7 +342,7 @@ class FakeAsyncClient(AsyncGestureClient):
             await asyncio.sleep(random.uniform(0, 0.01))
             if Path(path).name in self.fail:
                 raise self.fail[Path(path).name]
-            return _result(1, 100, 100)
+            return gesture_result(1, 100, 100)
         finally:
             self.running -= 1
 
@@ -580,57 +387,3 @@ def test_classify_many_reports_file_errors_and_stops_on_a_dead_server() -> None:
     assert down.running == 0  # the tasks still in flight were cancelled
 
 
-# ----------------------------------------------------------------- CLI
-
-
-@pytest.fixture
-def photo_file(tmp_path: Path) -> Path:
-    path = tmp_path / "photo.png"
-    Image.new("RGB", (32, 24), (10, 20, 30)).save(path)
-    return path
-
-
-@pytest.mark.parametrize("protocol", ["grpc", "http"])
-@pytest.mark.parametrize("concurrency", ["1", "4"], ids=["sync", "async"])
-def test_cli_server_down_is_one_clear_line(
-    photo_file: Path, protocol: str, concurrency: str
-) -> None:
-    url = f"127.0.0.1:{closed_port()}"
-    out, err = io.StringIO(), io.StringIO()
-    start = time.monotonic()
-    code = cli.main(
-        [str(photo_file), "--url", url, "--protocol", protocol, "--retries", "1",
-         "--backoff", "0.05", "--concurrency", concurrency],
-        out=out,
-        err=err,
-    )  # fmt: skip
-    assert code == cli.EXIT_SERVER
-    assert time.monotonic() - start < 10
-    assert out.getvalue() == ""
-    lines = err.getvalue().strip().splitlines()
-    assert len(lines) == 1, lines
-    assert url in lines[0] and protocol in lines[0] and "gesture-serve" in lines[0]
-    assert "Traceback" not in err.getvalue()
-
-
-def test_cli_nothing_to_classify(tmp_path: Path) -> None:
-    err = io.StringIO()
-    code = cli.main([str(tmp_path / "none.jpg")], out=io.StringIO(), err=err)
-    assert code == cli.EXIT_USAGE
-    assert "none.jpg" in err.getvalue() and "nothing to classify" in err.getvalue()
-
-
-def test_cli_rejects_bad_options(photo_file: Path) -> None:
-    for argv in (["--protocol", "ftp"], ["--concurrency", "0"], ["--shared-memory", "cuda"]):
-        with pytest.raises(SystemExit) as exit_info:
-            cli.main([str(photo_file), *argv], out=io.StringIO(), err=io.StringIO())
-        assert exit_info.value.code == cli.EXIT_USAGE
-
-
-def test_cli_default_url_follows_the_protocol() -> None:
-    parser = cli.build_parser()
-    args = parser.parse_args(["x.jpg", "--protocol", "http"])
-    assert args.url is None  # filled in by main from the protocol
-    from gesture_recognition.client.clients import default_url
-
-    assert default_url("http").endswith(":8000") and default_url("grpc").endswith(":8001")

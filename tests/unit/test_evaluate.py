@@ -25,6 +25,7 @@ from gesture_recognition.classifier_input import crops_to_batch
 from gesture_recognition.images import load_image
 from gesture_recognition.labels import load_label_map
 from gesture_recognition.training import evaluate as ev
+from gesture_recognition.training import evaluate_photos as ep
 from gesture_recognition.training.converters.common import write_yolo_dataset
 from gesture_recognition.training.converters.voc import parse_voc
 from gesture_recognition.training.detection_metrics import RECALL_POINTS
@@ -264,13 +265,13 @@ def test_held_out_photos_reads_the_source_column(crops_dir: Path):
 def test_topmost_rule_on_a_real_two_hand_photo(shared_data: Path):
     boxes, names = _voc_boxes(shared_data / "subhih_hands" / "test" / "16_pic00032.xml")
     assert names == ["0-hand", "5-hand"]
-    assert ev.topmost_label(boxes, names) == "5-hand"
-    assert ev.topmost_label(np.zeros((0, 4), np.float32), []) is None
+    assert ep.topmost_label(boxes, names) == "5-hand"
+    assert ep.topmost_label(np.zeros((0, 4), np.float32), []) is None
 
 
 def test_finger_photos_label_each_test_photo_by_its_topmost_box(shared_data: Path):
     fingers = load_label_map("finger_count")
-    photos, excluded = ev.finger_photos(shared_data / "subhih_hands", "test", fingers)
+    photos, excluded = ep.finger_photos(shared_data / "subhih_hands", "test", fingers)
     assert len(photos) + sum(excluded.values()) == 312
     by_key = {p.key: p.truth for p in photos}
     assert by_key["test/16_pic00032.jpg"] == "5"
@@ -282,7 +283,7 @@ def test_finger_photos_label_each_test_photo_by_its_topmost_box(shared_data: Pat
 def test_mcs_photos_keep_only_the_label_maps_classes(shared_data: Path):
     mcs = load_label_map("mcs2021")
     paths = [*HAGRID_PHOTOS, "stop/not_there.jpg", shared_data / "hagrid_crops" / HAGRID_PHOTOS[2]]
-    photos, excluded = ev.mcs_photos(shared_data / "hagrid_crops", paths, mcs)
+    photos, excluded = ep.mcs_photos(shared_data / "hagrid_crops", paths, mcs)
     assert [p.truth for p in photos] == ["victory", "victory", "stop", "like", "no_gesture", "stop"]
     assert excluded == {"class_not_in_label_map:call": 1, "not_in_dataset": 1}
 
@@ -307,7 +308,7 @@ class ScriptedPipeline:
 def test_end_to_end_fingers_counts_misses_and_no_hand(shared_data: Path):
     fingers = load_label_map("finger_count")
     root = shared_data / "subhih_hands"
-    photos, _ = ev.finger_photos(root, "test", fingers)
+    photos, _ = ep.finger_photos(root, "test", fingers)
     photos = photos[:6]
     answers: dict[str, str | None] = {}
     for i, photo in enumerate(photos):
@@ -319,7 +320,7 @@ def test_end_to_end_fingers_counts_misses_and_no_hand(shared_data: Path):
         else:
             answers[key] = photo.truth
     pipe = ScriptedPipeline(answers, fingers)
-    result = ev.score_photos(pipe, photos, fingers)
+    result = ep.score_photos(pipe, photos, fingers)
     assert result["n"] == 6
     assert result["accuracy"] == pytest.approx(4 / 6)
     assert result["photos_without_hand"] == 1
@@ -334,16 +335,16 @@ def test_end_to_end_fingers_counts_misses_and_no_hand(shared_data: Path):
 def test_end_to_end_fingers_refuses_a_gesture_classifier(shared_data: Path):
     pipe = ScriptedPipeline({}, load_label_map("mcs2021"))
     with pytest.raises(ValueError, match="finger_count"):
-        ev.evaluate_end_to_end_fingers(None, shared_data / "subhih_hands", pipeline=pipe)
+        ep.evaluate_end_to_end_fingers(None, shared_data / "subhih_hands", pipeline=pipe)
 
 
 def test_end_to_end_mcs_no_hand_is_no_gesture(shared_data: Path):
     mcs = load_label_map("mcs2021")
     root = shared_data / "hagrid_crops"
-    photos, _ = ev.mcs_photos(root, HAGRID_PHOTOS, mcs)
+    photos, _ = ep.mcs_photos(root, HAGRID_PHOTOS, mcs)
     # No hand anywhere: only the no_gesture photo is right, and no extra column appears.
     pipe = ScriptedPipeline({_key(load_image(p.path)): None for p in photos}, mcs)
-    result = ev.evaluate_end_to_end_mcs(None, root, HAGRID_PHOTOS, pipeline=pipe)
+    result = ep.evaluate_end_to_end_mcs(None, root, HAGRID_PHOTOS, pipeline=pipe)
     assert result["n"] == 5
     assert result["accuracy"] == pytest.approx(1 / 5)
     assert result["no_hand_rate"] == 1.0
@@ -414,7 +415,7 @@ def test_onnx_detector_and_classifier_evaluations_are_consistent(
         assert row["predicted"] == spec.label_map.classes[int(logits.argmax())]
 
     hagrid = shared_data / "hagrid_crops"
-    e2e = ev.evaluate_end_to_end_mcs(None, hagrid, HAGRID_PHOTOS, pipeline=pipe)
+    e2e = ep.evaluate_end_to_end_mcs(None, hagrid, HAGRID_PHOTOS, pipeline=pipe)
     assert e2e["n"] == 5
     for row in e2e["predictions"]:
         assert row["predicted"] == pipe(load_image(hagrid / row["path"])).gesture
@@ -441,8 +442,8 @@ def test_onnx_end_to_end_fingers_runs_the_served_pipeline(untrained_models, shar
     export_classifier(net, ClassifierSpec(label_map=fingers, input_size=96), models, max_batch=2)
     pipe = GesturePipeline.from_dir(models)
     root = shared_data / "subhih_hands"
-    photos, _ = ev.finger_photos(root, "test", fingers)
-    result = ev.score_photos(pipe, photos[:4], fingers)
+    photos, _ = ep.finger_photos(root, "test", fingers)
+    result = ep.score_photos(pipe, photos[:4], fingers)
     assert result["n"] == 4
     for row, photo in zip(result["predictions"], photos[:4], strict=True):
         assert row["truth"] == photo.truth

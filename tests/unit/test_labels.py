@@ -88,3 +88,9 @@ def test_missing_map_names_the_builtins(tmp_path: Path) -> None:
 def test_invalid_maps_are_refused(data: dict) -> None:
     with pytest.raises(ValueError):
         LabelMap.from_dict(data)
+
+
+def test_the_builtin_maps_are_the_label_maps_folder() -> None:
+    folder = Path(__file__).resolve().parents[2] / "src" / "gesture_recognition" / "label_maps"
+    assert set(BUILTIN_LABEL_MAPS) == {p.stem for p in folder.glob("*.json")}
+    assert {"mcs2021", "hagrid", "finger_count"} <= set(BUILTIN_LABEL_MAPS)

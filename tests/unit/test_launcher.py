@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -98,37 +94,3 @@ def test_start_refuses_a_busy_port(tmp_path: Path) -> None:
         )
         with pytest.raises(ServerError, match=f"HTTP port {port}"):
             server.start()
-
-
-def _fake_stub(tmp_path: Path, repository: Path, model: str) -> subprocess.Popen[bytes]:
-    """A process that looks like a Triton stub of ``model`` (binary name, model.py argument)
-    and whose parent is this test, not a tritonserver: what a killed server leaves behind.
-    It is Python under the stub's name, running a model.py that only sleeps."""
-    binary = tmp_path / "bin" / launcher.STUB_BINARY
-    if not binary.exists():
-        binary.parent.mkdir()
-        binary.symlink_to(os.path.realpath(sys.executable))
-    model_py = repository / model / "1" / "model.py"
-    model_py.parent.mkdir(parents=True)
-    model_py.write_text("import time\ntime.sleep(60)\n")
-    return subprocess.Popen([str(binary), str(model_py)])
-
-
-def test_orphaned_stubs_of_the_repository_are_found_and_stopped(tmp_path: Path) -> None:
-    repository = tmp_path / "repo"
-    other = tmp_path / "other_repo"
-    mine = _fake_stub(tmp_path, repository, "gesture_classifier")
-    theirs = _fake_stub(tmp_path, other, "gesture_classifier")
-    try:
-        deadline = time.monotonic() + 10
-        while mine.pid not in launcher.orphaned_stubs(repository) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert launcher.orphaned_stubs(repository) == [mine.pid]
-        assert launcher.reap_orphaned_stubs(repository) == [mine.pid]
-        assert mine.wait(timeout=10) == -signal.SIGKILL
-        assert theirs.poll() is None  # another repository's stub is not touched
-        assert launcher.orphaned_stubs(repository) == []
-    finally:
-        for process in (mine, theirs):
-            process.kill()
-            process.wait()

@@ -135,6 +135,7 @@ def test_a_folder_manifest_with_a_group_column_is_grouped(tmp_path: Path) -> Non
     assert labels["like/c.jpg"].group is None
 
 
+@pytest.mark.slow  # runs the shipped detector over the photos of the layout (~12 s)
 def test_detect_and_crops_take_the_mcs_layout(layout: McsLayout, tmp_path: Path) -> None:
     """The layout through the real commands: the ONNX detector's boxes are the pseudo-labels,
     test frames are never detected or cropped, and the crop split keeps videos whole."""

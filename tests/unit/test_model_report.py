@@ -19,6 +19,7 @@ from gesture_recognition.classifier_input import crops_to_batch
 from gesture_recognition.images import load_image
 from gesture_recognition.labels import load_label_map
 from gesture_recognition.training import evaluate as ev
+from gesture_recognition.training import evaluate_photos as ep
 from gesture_recognition.training.cli import main
 from gesture_recognition.training.converters.merge import build_detector_dataset, parse_source
 from gesture_recognition.training.crop_import import import_crops
@@ -191,9 +192,9 @@ def test_tight_crops_are_scored_in_the_served_view(tight_crops: Path) -> None:
 
 
 def test_pipeline_for_takes_the_classifier_from_another_folder(models: Path) -> None:
-    pipe = ev.pipeline_for(models, 1, models / "finger_count")
+    pipe = ep.pipeline_for(models, 1, models / "finger_count")
     assert pipe.classifier.spec.label_map.name == "finger_count"
-    assert ev.pipeline_for(models, 1).classifier.spec.label_map.name == "mcs2021"
+    assert ep.pipeline_for(models, 1).classifier.spec.label_map.name == "mcs2021"
 
 
 def test_evaluate_command_writes_one_report(

@@ -253,6 +253,7 @@ def shipped_copy(tmp_path: Path) -> Path:
     return models
 
 
+@pytest.mark.slow  # quantises the shipped classifier (~6 s)
 def test_build_int8_classifier_writes_a_verified_repository(tmp_path, capsys):
     crops = write_crops(tmp_path / "crops", {"train": 6, "val": 3, "test": 3}, size=64)
     out = tmp_path / "repo"
@@ -371,6 +372,7 @@ def tiny_yolo_data(root: Path) -> Path:
     return data
 
 
+@pytest.mark.slow  # quantises the shipped detector and runs it over photos (~15 s)
 def test_build_refuses_an_int8_detector_that_loses_map(tmp_path, capsys, monkeypatch):
     data = tiny_yolo_data(tmp_path / "data")
     calls = []

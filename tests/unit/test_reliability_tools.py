@@ -20,7 +20,7 @@ from gesture_recognition.client.errors import (
     translate,
 )
 from gesture_recognition.images import DEFAULT_MAX_IMAGE_BYTES
-from gesture_recognition.serving import launcher
+from gesture_recognition.serving import build, launcher, processes
 from gesture_recognition.serving.soak import MIB, MemorySample, SoakResult, report_markdown
 
 
@@ -60,21 +60,21 @@ def test_failed_requests_and_a_vanished_process_fail_the_soak() -> None:
 def test_process_view_sees_children_and_zombies() -> None:
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        assert child.pid in launcher._children(os.getpid())
-        assert launcher._process_alive(child.pid)
-        rss = launcher.process_tree_rss(os.getpid())
+        assert child.pid in processes.children(os.getpid())
+        assert processes.alive(child.pid)
+        rss = processes.process_tree_rss(os.getpid())
         assert rss[os.getpid()] > 0 and child.pid in rss
         child.kill()
         deadline = time.monotonic() + 10
         # Killed but not reaped: a zombie, which must count as dead (a dead Triton stub is one).
-        while launcher._process_alive(child.pid) and time.monotonic() < deadline:
+        while processes.alive(child.pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not launcher._process_alive(child.pid)
+        assert not processes.alive(child.pid)
     finally:
         child.kill()
         child.wait()
-    assert not launcher._process_alive(child.pid)
-    assert launcher.stub_processes(os.getpid()) == {}
+    assert not processes.alive(child.pid)
+    assert processes.stub_processes(os.getpid()) == {}
 
 
 def test_limit_flags() -> None:
@@ -96,21 +96,21 @@ def test_limits_rebuild_the_repository_only_when_they_differ(
     if not (models / "hand_detector.onnx").is_file():
         pytest.skip("no shipped models")
     repo = tmp_path / "repo"
-    launcher.ensure_repository(repo, models, max_pixels=1_000_000, max_hands=3)
-    assert launcher.configured_limits(repo) == {
+    build.ensure_repository(repo, models, max_pixels=1_000_000, max_hands=3)
+    assert build.configured_limits(repo) == {
         "MAX_PIXELS": 1_000_000,
         "MAX_HANDS": 3,
         "MAX_BYTES": DEFAULT_MAX_IMAGE_BYTES,
     }
     capsys.readouterr()
-    launcher.ensure_repository(repo, models, max_pixels=1_000_000)
+    build.ensure_repository(repo, models, max_pixels=1_000_000)
     assert capsys.readouterr().out == ""  # same limit: served as it is
-    launcher.ensure_repository(repo, models, max_hands=5)
+    build.ensure_repository(repo, models, max_hands=5)
     assert "MAX_HANDS=5 (was 3)" in capsys.readouterr().out
-    launcher.ensure_repository(repo, models, max_image_bytes=4096)
+    build.ensure_repository(repo, models, max_image_bytes=4096)
     assert "MAX_BYTES=4096" in capsys.readouterr().out
     # The limits not named keep their values.
-    assert launcher.configured_limits(repo) == {
+    assert build.configured_limits(repo) == {
         "MAX_PIXELS": 1_000_000,
         "MAX_HANDS": 5,
         "MAX_BYTES": 4096,
@@ -185,15 +185,15 @@ def test_a_repository_built_from_changed_models_is_rebuilt(
     models = tmp_path / "models"
     shutil.copytree(shipped, models, ignore=shutil.ignore_patterns("finger_count"))
     repo = tmp_path / "repo"
-    launcher.ensure_repository(repo, models)
+    build.ensure_repository(repo, models)
     capsys.readouterr()
-    launcher.ensure_repository(repo, models)
+    build.ensure_repository(repo, models)
     assert capsys.readouterr().out == ""  # nothing changed: served as it is
 
     # A retrained classifier (here: the same spec, written anew) replaces the old files.
     spec = json.loads((models / "gesture_classifier.json").read_text())
     (models / "gesture_classifier.json").write_text(json.dumps(spec, indent=1))
-    launcher.ensure_repository(repo, models)
+    build.ensure_repository(repo, models)
     assert "changed since it was built" in capsys.readouterr().out
     built = repo / "hand_crops" / "1" / "gesture_classifier.json"
     assert built.read_text() == json.dumps(spec, indent=1)
@@ -201,7 +201,7 @@ def test_a_repository_built_from_changed_models_is_rebuilt(
     other = tmp_path / "other_models"
     shutil.copytree(models, other)
     (other / "gesture_classifier.json").write_text(json.dumps(spec, indent=2))
-    launcher.ensure_repository(repo, other)
+    build.ensure_repository(repo, other)
     assert capsys.readouterr().out == ""  # built from another folder: the user's choice
 
 
@@ -214,19 +214,19 @@ def test_an_old_build_in_the_default_folder_is_rebuilt(
     if not (shipped / "hand_detector.onnx").is_file():
         pytest.skip("no shipped models")
     repo = tmp_path / "build" / "model_repository"
-    monkeypatch.setattr(launcher, "default_repository_dir", lambda: repo)
-    launcher.ensure_repository(repo, shipped)
+    monkeypatch.setattr(build, "default_repository_dir", lambda: repo)
+    build.ensure_repository(repo, shipped)
     (repo / "build_info.json").unlink()
     (repo / "hand_detector" / "config.pbtxt").write_text("# an old build\n")
     capsys.readouterr()
-    launcher.ensure_repository(repo, shipped)
+    build.ensure_repository(repo, shipped)
     assert "changed since it was built" in capsys.readouterr().out
     assert (repo / "build_info.json").is_file()
     assert "ORT_GATE" in (repo / "hand_detector" / "config.pbtxt").read_text()
 
     elsewhere = tmp_path / "by_hand"
-    launcher.ensure_repository(elsewhere, shipped)
+    build.ensure_repository(elsewhere, shipped)
     (elsewhere / "build_info.json").unlink()
     capsys.readouterr()
-    launcher.ensure_repository(elsewhere, shipped)
+    build.ensure_repository(elsewhere, shipped)
     assert capsys.readouterr().out == ""  # not the default folder: the user's own

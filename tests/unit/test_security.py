@@ -19,7 +19,8 @@ from PIL import Image
 from gesture_recognition.artifacts import shipped_models_dir
 from gesture_recognition.images import InvalidImageError, decode_image
 from gesture_recognition.serving import launcher
-from gesture_recognition.serving.repository import ServingOptions, build_repository
+from gesture_recognition.serving.build import build_repository
+from gesture_recognition.serving.configs import ServingOptions
 from gesture_recognition.training.converters.coco import read_coco
 from gesture_recognition.training.converters.common import UnsafePathError, resolve_inside
 from gesture_recognition.training.converters.voc import read_voc_dir
@@ -54,7 +55,7 @@ def test_checkpoints_are_loaded_without_executing_pickled_code() -> None:
 
     ultralytics' own YOLO(...) checkpoint loading unpickles its .pt files (it must, they hold
     model objects); the project only points it at checkpoints it trained itself
-    (README, "Reliability and limits").
+    (README, "Limits and reliability").
     """
     unsafe = []
     for path in _python_files():

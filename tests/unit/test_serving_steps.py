@@ -20,9 +20,9 @@ from gesture_recognition.letterbox import letterbox
 from gesture_recognition.serving import python_model as pm
 from gesture_recognition.serving.steps import (
     InvalidInputError,
+    crop_hands,
     decision_outputs,
     decode_bytes_input,
-    hand_crops,
     preprocess,
     run_batched,
 )
@@ -130,10 +130,10 @@ def test_run_batched_detects_a_short_answer() -> None:
         run_batched(lambda b: b[:1], [np.zeros((2, 1), np.float32), np.zeros((1, 1), np.float32)])
 
 
-# ----------------------------------------------------------------- hand_crops
+# ----------------------------------------------------------------- crop_hands
 
 
-def test_hand_crops_maps_boxes_back_to_the_photo() -> None:
+def test_crop_hands_maps_boxes_back_to_the_photo() -> None:
     photo = _photo(120, 160)
     _, params = letterbox(photo, 64)
     # A box covering photo pixels x 40..80, y 20..60, expressed on the 64 px canvas.
@@ -143,7 +143,7 @@ def test_hand_crops_maps_boxes_back_to_the_photo() -> None:
         80 * params.scale,
         60 * params.scale + params.pad_y,
     ]
-    boxes, scores, batch = hand_crops(
+    boxes, scores, batch = crop_hands(
         photo, _rows([box], [0.9]), params.as_array(), 0.25, SPEC, 16, MAX_PIXELS
     )
     np.testing.assert_allclose(boxes, [[40, 20, 80, 60]], atol=1e-3)
@@ -151,22 +151,22 @@ def test_hand_crops_maps_boxes_back_to_the_photo() -> None:
     assert batch.shape == (1, 3, 32, 32)
 
 
-def test_hand_crops_zero_hands_sends_one_dummy_row() -> None:
+def test_crop_hands_zero_hands_sends_one_dummy_row() -> None:
     photo = _photo()
     _, params = letterbox(photo, 64)
-    boxes, scores, batch = hand_crops(
+    boxes, scores, batch = crop_hands(
         photo, _rows([[1, 1, 20, 20]], [0.1]), params.as_array(), 0.25, SPEC, 16, MAX_PIXELS
     )
     assert boxes.shape == (0, 4) and scores.shape == (0,)
     assert batch.shape == (1, 3, 32, 32) and not batch.any()
 
 
-def test_hand_crops_keeps_the_most_confident_when_over_the_limit() -> None:
+def test_crop_hands_keeps_the_most_confident_when_over_the_limit() -> None:
     photo = _photo(200, 200)
     _, params = letterbox(photo, 200)
     canvas_boxes = [[10 + 30 * i, 10 + 30 * i, 40 + 30 * i, 40 + 30 * i] for i in range(6)]
     scores_in = [0.3, 0.9, 0.5, 0.8, 0.4, 0.7]
-    boxes, scores, batch = hand_crops(
+    boxes, scores, batch = crop_hands(
         photo, _rows(canvas_boxes, scores_in), params.as_array(), 0.25, SPEC, 3, MAX_PIXELS
     )
     assert len(boxes) == 3 and batch.shape == (3, 3, 32, 32)
@@ -184,11 +184,11 @@ def test_hand_crops_keeps_the_most_confident_when_over_the_limit() -> None:
         (np.zeros((1, 300, 6), np.float32), [1, 0], "LETTERBOX"),
     ],
 )
-def test_hand_crops_rejects_malformed_tensors(
+def test_crop_hands_rejects_malformed_tensors(
     detections: np.ndarray, placement: list[float], match: str
 ) -> None:
     with pytest.raises(InvalidInputError, match=match):
-        hand_crops(
+        crop_hands(
             _photo(), detections, np.array(placement, np.float32), 0.25, SPEC, 16, MAX_PIXELS
         )
 

@@ -14,7 +14,9 @@ import triton_python_backend_utils as pb_utils
 from gesture_recognition.artifacts import CLASSIFIER_JSON, read_classifier_spec
 from gesture_recognition.runtime import ClassifierRunner
 from gesture_recognition.serving import python_model as pm
+from gesture_recognition.serving.contract import HAND_BOXES
 from gesture_recognition.serving.steps import decision_outputs
+from gesture_recognition.serving.thread_gate import gated_runner
 
 
 class TritonPythonModel:
@@ -22,18 +24,14 @@ class TritonPythonModel:
         self.name = args["model_name"]
         folder = pm.version_dir(args)
         self.spec = read_classifier_spec(folder / CLASSIFIER_JSON)
-        self.runner, self.metrics = pm.gated_runner(pb_utils, args, ClassifierRunner, self.spec)
-
-    def finalize(self):
-        if self.metrics is not None:
-            self.metrics.close()
+        self.runner = gated_runner(args, ClassifierRunner, self.spec)
 
     def execute(self, requests):
         return pm.respond_each(pb_utils, requests, self._handle, self.name)
 
     def _handle(self, request):
         logits = self.runner(pm.input_array(pb_utils, request, self.spec.input_name))
-        hand_boxes = pm.input_array(pb_utils, request, "HAND_BOXES")
+        hand_boxes = pm.input_array(pb_utils, request, HAND_BOXES)
         outputs = decision_outputs(logits, hand_boxes, self.spec.label_map)
         outputs[self.spec.output_name] = logits
         return outputs

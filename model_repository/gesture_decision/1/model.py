@@ -10,6 +10,7 @@ import triton_python_backend_utils as pb_utils
 
 from gesture_recognition.artifacts import CLASSIFIER_JSON, read_classifier_spec
 from gesture_recognition.serving import python_model as pm
+from gesture_recognition.serving.contract import HAND_BOXES, LOGITS
 from gesture_recognition.serving.steps import decision_outputs
 
 
@@ -23,7 +24,7 @@ class TritonPythonModel:
 
     def _handle(self, request):
         return decision_outputs(
-            pm.input_array(pb_utils, request, "LOGITS"),
-            pm.input_array(pb_utils, request, "HAND_BOXES"),
+            pm.input_array(pb_utils, request, LOGITS),
+            pm.input_array(pb_utils, request, HAND_BOXES),
             self.label_map,
         )

@@ -14,7 +14,9 @@ from gesture_recognition.artifacts import DETECTOR_JSON, read_detector_spec
 from gesture_recognition.images import DEFAULT_MAX_PIXELS
 from gesture_recognition.runtime import DetectorRunner
 from gesture_recognition.serving import python_model as pm
+from gesture_recognition.serving.contract import IMAGE, LETTERBOX, MAX_PIXELS
 from gesture_recognition.serving.steps import preprocess
+from gesture_recognition.serving.thread_gate import gated_runner
 
 
 class TritonPythonModel:
@@ -22,17 +24,13 @@ class TritonPythonModel:
         self.name = args["model_name"]
         folder = pm.version_dir(args)
         self.spec = read_detector_spec(folder / DETECTOR_JSON)
-        self.max_pixels = pm.int_parameter(args, "MAX_PIXELS", DEFAULT_MAX_PIXELS, minimum=64)
-        self.runner, self.metrics = pm.gated_runner(pb_utils, args, DetectorRunner, self.spec)
-
-    def finalize(self):
-        if self.metrics is not None:
-            self.metrics.close()
+        self.max_pixels = pm.int_parameter(args, MAX_PIXELS, DEFAULT_MAX_PIXELS, minimum=64)
+        self.runner = gated_runner(args, DetectorRunner, self.spec)
 
     def execute(self, requests):
         return pm.respond_each(pb_utils, requests, self._handle, self.name)
 
     def _handle(self, request):
-        image = pm.input_array(pb_utils, request, "IMAGE")
+        image = pm.input_array(pb_utils, request, IMAGE)
         tensor, placement = preprocess(image, self.spec, self.max_pixels)
-        return {self.spec.output_name: self.runner(tensor), "LETTERBOX": placement}
+        return {self.spec.output_name: self.runner(tensor), LETTERBOX: placement}

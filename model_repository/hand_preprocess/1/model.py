@@ -8,6 +8,7 @@ import triton_python_backend_utils as pb_utils
 
 from gesture_recognition.artifacts import DETECTOR_JSON, read_detector_spec
 from gesture_recognition.images import DEFAULT_MAX_PIXELS
+from gesture_recognition.serving import contract as c
 from gesture_recognition.serving import python_model as pm
 from gesture_recognition.serving.steps import preprocess
 
@@ -16,12 +17,12 @@ class TritonPythonModel:
     def initialize(self, args):
         self.name = args["model_name"]
         self.spec = read_detector_spec(pm.version_dir(args) / DETECTOR_JSON)
-        self.max_pixels = pm.int_parameter(args, "MAX_PIXELS", DEFAULT_MAX_PIXELS, minimum=64)
+        self.max_pixels = pm.int_parameter(args, c.MAX_PIXELS, DEFAULT_MAX_PIXELS, minimum=64)
 
     def execute(self, requests):
         return pm.respond_each(pb_utils, requests, self._handle, self.name)
 
     def _handle(self, request):
-        image = pm.input_array(pb_utils, request, "IMAGE")
+        image = pm.input_array(pb_utils, request, c.IMAGE)
         tensor, placement = preprocess(image, self.spec, self.max_pixels)
-        return {"DETECTOR_INPUT": tensor, "LETTERBOX": placement}
+        return {c.DETECTOR_INPUT: tensor, c.LETTERBOX: placement}

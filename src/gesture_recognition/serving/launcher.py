@@ -1,11 +1,10 @@
-"""``gesture-serve``: the local Triton server (the ``nvidia-pytriton`` wheel's binary) on a model
-repository, plus the ``TritonServer`` context manager the tests and programs use.
+"""``TritonServer``, a context manager around the local ``tritonserver`` (the binary of the
+``nvidia-pytriton`` wheel, ``serving.pytriton_binary``), and ``gesture-serve``, its command line.
 
-The wheel carries a real ``tritonserver`` (2.51) with only the Python backend, which is why the
-``cpu`` repository flavour exists. This module starts that binary the way pytriton itself does
-(its bundled libraries on ``LD_LIBRARY_PATH``, the Python stub matching this interpreter in the
-backend directory, this environment's ``bin`` first on ``PATH`` so the stub runs with the same
-packages), waits until it is ready and shuts it down cleanly.
+The server starts the way pytriton starts it (its bundled libraries on ``LD_LIBRARY_PATH``, the
+Python stub matching this interpreter in the backend directory, this environment's ``bin`` first
+on ``PATH`` so the stub runs with the same packages), is ready when ``/v2/health/ready`` says so
+and stops cleanly; what Triton 2.51 needs beyond that is in ``serving.triton_251``.
 """
 
 from __future__ import annotations
@@ -14,9 +13,7 @@ import argparse
 import collections
 import contextlib
 import ctypes
-import importlib.util
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -32,13 +29,11 @@ from types import FrameType, TracebackType
 from typing import Any
 
 from gesture_recognition.arguments import positive_int
-from gesture_recognition.artifacts import (
-    CLASSIFIER_JSON,
-    CLASSIFIER_ONNX,
-    DETECTOR_JSON,
-    DETECTOR_ONNX,
-    shipped_models_dir,
-)
+from gesture_recognition.artifacts import shipped_models_dir
+from gesture_recognition.serving import triton_251
+from gesture_recognition.serving.build import default_repository_dir, ensure_repository
+from gesture_recognition.serving.processes import stub_processes
+from gesture_recognition.serving.pytriton_binary import ServerError, TritonDistribution
 
 DEFAULT_ADDRESS = "127.0.0.1"
 DEFAULT_HTTP_PORT = 8000
@@ -53,91 +48,10 @@ DEFAULT_EXIT_TIMEOUT_S = 20
 PYTHON_SHM_BYTES = 16 * 1024 * 1024
 LOG_TAIL_LINES = 40
 LOG_ERROR_LINES = 20
-# Triton 2.51's Python backend does not restart a stub process that died (measured: the model
-# stays "ready" and answers every request with INTERNAL "Stub process ... is not healthy"
-# forever), so gesture-serve watches the stubs and restarts the whole server instead.
-STUB_BINARY = "triton_python_backend_stub"
-WATCHDOG_INTERVAL_S = 0.5
-# A server with a dead stub cannot unload that model and would sit out its whole exit timeout;
-# the requests it still holds are failing anyway, so a restart waits only this long.
-RESTART_GRACE_S = 3.0
-# A stop first waits until no model step has run for this long (see TritonServer.drain).
-DRAIN_QUIET_S = 1.0
-
-
-class ServerError(RuntimeError):
-    """The server could not be started or died; the message carries the end of its log."""
 
 
 def default_build_dir() -> Path:
     return shipped_models_dir().parent / "build"
-
-
-def default_repository_dir() -> Path:
-    return default_build_dir() / "model_repository"
-
-
-@dataclass(frozen=True)
-class TritonDistribution:
-    """Where the pieces of the wheel's Triton are."""
-
-    server: Path
-    libs: Path
-    python_backend: Path  # libtriton_python.so + triton_python_backend_utils.py
-    stub: Path  # triton_python_backend_stub for this interpreter's version
-
-    @classmethod
-    def find(cls) -> TritonDistribution:
-        spec = importlib.util.find_spec("pytriton")
-        if spec is None or not spec.submodule_search_locations:
-            raise ServerError(
-                "the Triton binary comes with the nvidia-pytriton wheel, which is not installed "
-                "(pip install -e '.[serve]')"
-            )
-        root = Path(next(iter(spec.submodule_search_locations)))
-        version = f"{sys.version_info.major}.{sys.version_info.minor}"
-        dist = cls(
-            server=root / "tritonserver" / "bin" / "tritonserver",
-            libs=root.parent / "nvidia_pytriton.libs",
-            python_backend=root / "tritonserver" / "backends" / "python",
-            stub=root
-            / "tritonserver"
-            / "python_backend_stubs"
-            / version
-            / "triton_python_backend_stub",
-        )
-        for path in (dist.server, dist.libs, dist.python_backend, dist.stub):
-            if not path.exists():
-                raise ServerError(f"the nvidia-pytriton installation lacks {path}")
-        return dist
-
-    def backend_dir(self, build_dir: Path) -> Path:
-        """A backend directory whose ``python/`` holds the backend and this Python's stub.
-
-        The wheel keeps the stubs for every Python version apart from the backend; Triton
-        looks for the stub beside ``libtriton_python.so``.
-        """
-        backends = build_dir / "triton_backends"
-        python = backends / "python"
-        python.mkdir(parents=True, exist_ok=True)
-        targets = {
-            "libtriton_python.so": self.python_backend / "libtriton_python.so",
-            "triton_python_backend_utils.py": (
-                self.python_backend / "triton_python_backend_utils.py"
-            ),
-            "triton_python_backend_stub": self.stub,
-        }
-        for name, target in targets.items():
-            link = python / name
-            if link.is_symlink() and Path(os.readlink(link)) == target:
-                continue
-            # Replaced atomically: another server may be starting from the same folder.
-            tmp = python / f".{name}.{os.getpid()}"
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-            tmp.symlink_to(target)
-            os.replace(tmp, link)
-        return backends
 
 
 def free_port(address: str = DEFAULT_ADDRESS) -> int:
@@ -230,7 +144,7 @@ class TritonServer:
         # Triton prints its tables after the error that matters; keep error lines apart.
         self._errors: collections.deque[str] = collections.deque(maxlen=LOG_ERROR_LINES)
         self._reader: threading.Thread | None = None
-        self._stubs: dict[int, str] = {}
+        self._watchdog: triton_251.StubWatchdog | None = None
 
     @classmethod
     def on_free_ports(
@@ -275,7 +189,7 @@ class TritonServer:
 
     def dead_stubs(self) -> list[str]:
         """Models whose stub process (seen when the server got ready) has since died."""
-        return sorted(model for pid, model in self._stubs.items() if not _process_alive(pid))
+        return self._watchdog.dead() if self._watchdog is not None else []
 
     def command(self, backend_dir: Path, server: Path) -> list[str]:
         cmd = [
@@ -354,54 +268,19 @@ class TritonServer:
         except BaseException:
             self.stop()
             raise
-        self._stubs = self.stub_processes()
+        self._watchdog = triton_251.StubWatchdog(self.pid)
         return self
 
-    def activity(self) -> tuple[float, float] | None:
-        """(model executions so far, requests waiting) over every model, from the metrics;
-        None when the metrics do not answer."""
-        try:
-            with urllib.request.urlopen(self.metrics_url, timeout=2) as reply:
-                text = reply.read().decode("utf-8", errors="replace")
-        except (urllib.error.URLError, OSError):
-            return None
-        totals = {"nv_inference_exec_count": 0.0, "nv_inference_pending_request_count": 0.0}
-        for line in text.splitlines():
-            name, _, rest = line.partition("{")
-            if name in totals:
-                with contextlib.suppress(ValueError, IndexError):
-                    totals[name] += float(rest.rsplit(" ", 1)[1])
-        return totals["nv_inference_exec_count"], totals["nv_inference_pending_request_count"]
+    def drain(self, timeout_s: float) -> bool:
+        """Wait until no request is in flight (see ``triton_251.drain``: Triton 2.51 cuts
+        ensemble requests between two steps on SIGTERM). True when quiet within ``timeout_s``."""
+        return triton_251.drain(self.metrics_url, lambda: self.exit_code() is None, timeout_s)
 
-    def drain(self, timeout_s: float, quiet_s: float = DRAIN_QUIET_S) -> bool:
-        """Wait until no request is in flight: nothing pending and no model step executed for
-        ``quiet_s``. True when quiet within ``timeout_s``.
-
-        Needed because Triton 2.51 does not drain ensembles on SIGTERM (measured): it stops
-        the composing models' schedulers at once, so a request between two steps fails with
-        UNAVAILABLE "Server is stopping". An ensemble request in flight always runs some
-        step within ``quiet_s`` (a step takes tens of milliseconds), so a quiet server has
-        none left. Under steady load it never gets quiet and the wait ends at the timeout.
-        """
-        deadline = time.monotonic() + timeout_s
-        last: tuple[float, float] | None = None
-        quiet_since = time.monotonic()
-        while time.monotonic() < deadline and self.exit_code() is None:
-            now = self.activity()
-            if now is None:
-                return False
-            if now != last or now[1] > 0:
-                last, quiet_since = now, time.monotonic()
-            elif time.monotonic() - quiet_since >= quiet_s:
-                return True
-            time.sleep(0.05)
-        return False
-
-    def restart(self, grace_s: float = RESTART_GRACE_S) -> TritonServer:
+    def restart(self, grace_s: float = triton_251.RESTART_GRACE_S) -> TritonServer:
         """Stop (SIGTERM, SIGKILL after ``grace_s``) and start again on the same ports."""
         self.stop(grace_s)
         self._process = None
-        self._stubs = {}
+        self._watchdog = None
         self.waited_for_http_clients = False
         return self.start()
 
@@ -471,7 +350,7 @@ class TritonServer:
         return process.returncode
 
     def _reap(self, what: str) -> None:
-        killed = reap_orphaned_stubs(self.model_repository)
+        killed = triton_251.reap_orphaned_stubs(self.model_repository)
         if killed:
             message = f"gesture-serve: stopped {len(killed)} Python-backend stub(s) {what}"
             self._log.append(message + "\n")
@@ -490,187 +369,7 @@ class TritonServer:
         self.stop()
 
 
-def _children(pid: int) -> list[int]:
-    found: list[int] = []
-    with contextlib.suppress(OSError):
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            with contextlib.suppress(OSError):
-                found += [int(c) for c in (task / "children").read_text().split()]
-    return found
-
-
-def _process_alive(pid: int) -> bool:
-    """False for a process that is gone or a zombie (dead, not yet reaped by its parent)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    # The state follows the parenthesised command name, which may itself contain spaces.
-    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
-
-
-def stub_processes(server_pid: int) -> dict[int, str]:
-    """Live ``triton_python_backend_stub`` children of a tritonserver: pid -> model name.
-
-    The stub's first argument is ``<repository>/<model>/<version>/model.py``.
-    """
-    stubs = {}
-    for pid in _children(server_pid):
-        argv = _argv(pid)
-        if len(argv) > 1 and argv[0].endswith(STUB_BINARY.encode()) and _process_alive(pid):
-            stubs[pid] = Path(argv[1].decode(errors="replace")).parent.parent.name
-    return stubs
-
-
-def _argv(pid: int) -> list[bytes]:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return []
-
-
-def _parent(pid: int) -> int | None:
-    try:
-        # The command name (field 2) may hold spaces and parentheses: split after its end.
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def orphaned_stubs(repository: Path) -> list[int]:
-    """Stub processes serving models of ``repository`` whose tritonserver is gone.
-
-    Triton 2.51's stub does not always notice its server's death: one killed (SIGKILL, or the
-    launcher's restart after a dead stub) while a request was inside a stub leaves that stub
-    alive for good, holding its memory (~190 MiB for a classifier instance) and shared memory
-    region (measured: a SIGKILL under load left one such stub each time). A stub whose parent
-    is not a tritonserver is such a leftover.
-    """
-    prefix = str(repository.resolve()).encode() + b"/"
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        pid = int(entry.name)
-        argv = _argv(pid)
-        if len(argv) < 2 or not argv[0].endswith(STUB_BINARY.encode()):
-            continue
-        if not argv[1].startswith(prefix) or not _process_alive(pid):
-            continue
-        parent = _parent(pid)
-        parent_argv = _argv(parent) if parent else []
-        if not (parent_argv and parent_argv[0].endswith(b"tritonserver")):
-            found.append(pid)
-    return sorted(found)
-
-
-def reap_orphaned_stubs(repository: Path) -> list[int]:
-    """SIGKILL the leftovers of ``orphaned_stubs``; their pids."""
-    killed = []
-    for pid in orphaned_stubs(repository):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
-    return killed
-
-
-def process_tree_rss(pid: int) -> dict[int, int]:
-    """Resident memory in bytes of a process and its children (the server and its stubs)."""
-    rss = {}
-    for p in [pid, *_children(pid)]:
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            pages = int(Path(f"/proc/{p}/statm").read_text().split()[1])
-            rss[p] = pages * os.sysconf("SC_PAGE_SIZE")
-    return rss
-
-
 # --------------------------------------------------------------------------- CLI
-
-
-def configured_limits(repository: Path) -> dict[str, int]:
-    """``MAX_PIXELS`` / ``MAX_HANDS`` as the repository's generated configs set them."""
-    limits: dict[str, int] = {}
-    for model in ("image_decoder", "hand_crops"):
-        config = repository / model / "config.pbtxt"
-        if not config.is_file():
-            continue
-        text = config.read_text(encoding="utf-8")
-        for key in ("MAX_PIXELS", "MAX_HANDS", "MAX_BYTES"):
-            found = re.search(rf'key:\s*"{key}"\s*value:\s*{{\s*string_value:\s*"(\d+)"', text)
-            if found:
-                limits[key] = int(found.group(1))
-    return limits
-
-
-def ensure_repository(
-    repository: Path,
-    models_dir: Path,
-    rebuild: bool = False,
-    max_pixels: int | None = None,
-    max_hands: int | None = None,
-    max_image_bytes: int | None = None,
-) -> Path:
-    """The repository to serve; built (cpu flavour) from ``models_dir`` if missing, or when a
-    limit asked for differs from what its configs hold (limits live in the configs)."""
-    wanted = {
-        key: value
-        for key, value in (
-            ("MAX_PIXELS", max_pixels),
-            ("MAX_HANDS", max_hands),
-            ("MAX_BYTES", max_image_bytes),
-        )
-        if value is not None
-    }
-    from gesture_recognition.serving.repository import (
-        ServingOptions,
-        build_repository,
-        models_dir_id,
-        read_build_info,
-        source_fingerprint,
-    )
-
-    exists = repository.is_dir() and any(repository.glob("*/config.pbtxt"))
-    current = configured_limits(repository) if exists else {}
-    if exists and not rebuild:
-        differ = {k: v for k, v in wanted.items() if current.get(k) != v}
-        info = read_build_info(repository)
-        # Built from these very models, but they (or the serving code) changed since: serving
-        # the old copy would answer with the old models. A repository built from other models
-        # (or by hand) is the user's choice and is served as it is.
-        stale = (
-            info is not None
-            and info.get("models_dir") == models_dir_id(models_dir)
-            and info.get("fingerprint") != source_fingerprint(models_dir)
-        )
-        # The default build folder is this tool's own: one there without build_info.json was
-        # built by an older version and would keep serving that version's code forever.
-        own = repository.resolve() == default_repository_dir().resolve()
-        stale = stale or (info is None and own)
-        if not differ and not stale:
-            return repository
-        reasons = [f"{k}={v} (was {current.get(k, 'unset')})" for k, v in differ.items()]
-        if stale:
-            reasons.append(f"{models_dir} or the serving code changed since it was built")
-        print(f"rebuilding {repository}: " + ", ".join(reasons), flush=True)
-
-    needed = (DETECTOR_ONNX, DETECTOR_JSON, CLASSIFIER_ONNX, CLASSIFIER_JSON)
-    missing = [name for name in needed if not (models_dir / name).is_file()]
-    if missing:
-        raise ServerError(
-            f"no model repository at {repository} (or one with other limits), and {models_dir} "
-            f"lacks {', '.join(missing)} to build one from (train and export the models, or "
-            "pass --models-dir / --model-repository)"
-        )
-    # A limit not asked for keeps its current value, unless the user asked for a fresh build.
-    kept = {} if rebuild else current
-    defaults = ServingOptions()
-    options = ServingOptions(
-        max_pixels=wanted.get("MAX_PIXELS", kept.get("MAX_PIXELS", defaults.max_pixels)),
-        max_hands=wanted.get("MAX_HANDS", kept.get("MAX_HANDS", defaults.max_hands)),
-        max_image_bytes=wanted.get("MAX_BYTES", kept.get("MAX_BYTES", defaults.max_image_bytes)),
-    )
-    print(f"building the cpu model repository {repository} from {models_dir} ...", flush=True)
-    return build_repository("cpu", models_dir, repository, options)
 
 
 def _port(text: str) -> int:
@@ -797,7 +496,7 @@ def _serve(args: argparse.Namespace) -> int:
         # Model control may unload a model (and end its stub) on purpose: no watchdog then.
         watch = args.stub_watchdog and not args.allow_model_control
         while server.exit_code() is None:
-            time.sleep(WATCHDOG_INTERVAL_S)
+            time.sleep(triton_251.WATCHDOG_INTERVAL_S)
             dead = server.dead_stubs() if watch else []
             if dead:
                 print(

@@ -28,16 +28,11 @@ from pathlib import Path
 import numpy as np
 
 from gesture_recognition.images import decode_image
-from gesture_recognition.serving.launcher import (
-    TritonServer,
-    ensure_repository,
-    free_port,
-    process_tree_rss,
-    stub_processes,
-)
+from gesture_recognition.serving.build import default_repository_dir, ensure_repository
+from gesture_recognition.serving.contract import ENSEMBLE, ENSEMBLE_BYTES
+from gesture_recognition.serving.launcher import TritonServer, free_port
+from gesture_recognition.serving.processes import process_tree_rss, stub_processes
 
-ENSEMBLE = "gesture_ensemble"
-ENSEMBLE_BYTES = "gesture_ensemble_bytes"
 MIB = 1024 * 1024
 DEFAULT_CONCURRENCY = 4
 DEFAULT_SAMPLE_S = 1.0
@@ -329,7 +324,6 @@ def machine_description() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from gesture_recognition.artifacts import shipped_models_dir
-    from gesture_recognition.serving.launcher import default_repository_dir
 
     root = shipped_models_dir().parent
     parser = argparse.ArgumentParser(

@@ -74,7 +74,7 @@ def _letterbox_params(values: object) -> LetterboxParams:
     return LetterboxParams.from_array(flat)
 
 
-def hand_crops(
+def crop_hands(
     image: object,
     detections: object,
     letterbox_values: object,
