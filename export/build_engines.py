@@ -40,6 +40,7 @@ from gesture_recognition.artifacts import (
     CLASSIFIER_ONNX,
     DETECTOR_JSON,
     DETECTOR_ONNX,
+    models_with_label_map,
     read_classifier_spec,
     read_detector_spec,
     shipped_models_dir,
@@ -100,10 +101,18 @@ def default_calib_data() -> Path:
     return shipped_models_dir().parent / "runs" / "datasets" / "subhih_hands" / "data.yaml"
 
 
-def default_out(target: str) -> Path:
-    """``build/model_repository`` for cpu (what ``gesture-serve`` serves), else per target."""
-    build = shipped_models_dir().parent / "build"
-    return build / ("model_repository" if target == "cpu" else f"model_repository_{target}")
+def default_out(target: str, label_map: str | None = None) -> Path:
+    """``build/model_repository[_<target>][_<label map>]``, as ``gesture-serve`` names it."""
+    name = "model_repository" if target == "cpu" else f"model_repository_{target}"
+    if label_map is not None:
+        name += f"_{label_map}"
+    return shipped_models_dir().parent / "build" / name
+
+
+def models_for(args: argparse.Namespace) -> Path:
+    """The models folder to build from: ``--models-dir`` with ``--label-map``'s classifier."""
+    work = shipped_models_dir().parent / "build" / "models"
+    return models_with_label_map(Path(args.models_dir), args.label_map, work)
 
 
 def _size(n: int) -> str:
@@ -294,7 +303,7 @@ def verify_detector_step(args: argparse.Namespace, models: Path) -> list[str]:
 
 
 def build_cpu_like(args: argparse.Namespace) -> int:
-    models = Path(args.models_dir)
+    models = models_for(args)
     extra = verify_detector_step(args, models)
     with tempfile.TemporaryDirectory() as tmp:
         if args.int8_classifier or args.int8_detector:
@@ -347,7 +356,7 @@ def build_tensorrt(args: argparse.Namespace) -> int:
         raise UserError("--precision int8 needs --calib-dir with <model>.cache calibration files")
     cc = _compute_capability(args, args.dry_run)
     options = _options(args, cc)
-    models = Path(args.models_dir)
+    models = models_for(args)
     # Engines are built from the ONNX files: check them against the checkpoint first.
     verified = [] if args.dry_run else verify_detector_step(args, models)
     specs = read_specs(models)
@@ -447,6 +456,11 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--models-dir", type=Path, default=shipped_models_dir())
     p.add_argument(
+        "--label-map",
+        help="build with the classifier of this label map (the models folder's own, or a "
+        "sub-folder's: models/hagrid)",
+    )
+    p.add_argument(
         "--out",
         type=Path,
         default=None,
@@ -539,7 +553,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         if args.out is None:
-            args.out = default_out(args.target)
+            args.out = default_out(args.target, args.label_map)
         if args.calib_crops is not None and not args.int8_classifier:
             raise UserError("--calib-crops only applies with --int8-classifier")
         if args.calib_data is not None and not args.int8_detector:

@@ -26,6 +26,49 @@ def shipped_models_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "models"
 
 
+def label_map_choices(models_dir: Path) -> dict[str, Path]:
+    """Label map name -> the folder of the classifier that answers in it: the models folder's
+    own classifier, and each sub-folder holding one (``models/hagrid/``)."""
+    models_dir = Path(models_dir)
+    found: dict[str, Path] = {}
+    for folder in [models_dir, *sorted(p for p in models_dir.iterdir() if p.is_dir())]:
+        spec_path = folder / CLASSIFIER_JSON
+        if spec_path.is_file() and (folder / CLASSIFIER_ONNX).is_file():
+            found.setdefault(read_classifier_spec(spec_path).label_map.name, folder)
+    return found
+
+
+def models_with_label_map(models_dir: Path, label_map: str | None, work_dir: Path) -> Path:
+    """A models folder serving ``label_map``: ``models_dir`` itself when its own classifier
+    answers in it (or none is asked for), else ``work_dir/<label_map>`` with links to the
+    detector and to that label map's classifier (``label_map_choices``)."""
+    models_dir = Path(models_dir)
+    if label_map is None:
+        return models_dir
+    choices = label_map_choices(models_dir)
+    folder = choices.get(label_map)
+    if folder is None:
+        raise ValueError(
+            f"no classifier for label map {label_map!r} in {models_dir} (it has: "
+            f"{', '.join(sorted(choices)) or 'none'})"
+        )
+    if folder == models_dir:
+        return models_dir
+    view = Path(work_dir) / label_map
+    view.mkdir(parents=True, exist_ok=True)
+    for name, source in (
+        (DETECTOR_ONNX, models_dir),
+        (DETECTOR_JSON, models_dir),
+        (CLASSIFIER_ONNX, folder),
+        (CLASSIFIER_JSON, folder),
+    ):
+        link = view / name
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to((source / name).resolve())
+    return view
+
+
 @dataclass(frozen=True)
 class DetectorSpec:
     imgsz: int = 320

@@ -45,9 +45,11 @@ def committed_repository_dir() -> Path:
     return shipped_models_dir().parent / "model_repository"
 
 
-def default_repository_dir() -> Path:
-    """What ``gesture-serve`` serves and ``build_engines.py --target cpu`` writes."""
-    return shipped_models_dir().parent / "build" / "model_repository"
+def default_repository_dir(label_map: str | None = None) -> Path:
+    """What ``gesture-serve`` serves and ``build_engines.py --target cpu`` writes; with a
+    label map chosen at serve time, a repository of its own beside it."""
+    name = "model_repository" if label_map is None else f"model_repository_{label_map}"
+    return shipped_models_dir().parent / "build" / name
 
 
 def committed_specs() -> Specs:
@@ -268,7 +270,7 @@ def ensure_repository(
         )
         # The default build folder is this tool's own: one there without build_info.json was
         # built by an older version and would keep serving that version's code forever.
-        own = repository.resolve() == default_repository_dir().resolve()
+        own = repository.resolve().parent == default_repository_dir().resolve().parent
         stale = stale or (info is None and own)
         if not differ and not stale:
             return repository

@@ -29,7 +29,7 @@ from types import FrameType, TracebackType
 from typing import Any
 
 from gesture_recognition.arguments import positive_int
-from gesture_recognition.artifacts import shipped_models_dir
+from gesture_recognition.artifacts import models_with_label_map, shipped_models_dir
 from gesture_recognition.serving import triton_251
 from gesture_recognition.serving.build import default_repository_dir, ensure_repository
 from gesture_recognition.serving.processes import stub_processes
@@ -384,7 +384,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="gesture-serve",
         description="Serve the gesture ensemble on the local Triton server (Python backend).",
     )
-    parser.add_argument("--model-repository", type=Path, default=default_repository_dir())
+    parser.add_argument(
+        "--model-repository",
+        type=Path,
+        default=None,
+        help="default: build/model_repository (with --label-map: build/model_repository_<name>)",
+    )
     parser.add_argument(
         "--models-dir",
         type=Path,
@@ -393,6 +398,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--rebuild", action="store_true", help="rebuild the repository from --models-dir first"
+    )
+    parser.add_argument(
+        "--label-map",
+        help="serve the classifier of this label map: the models folder's own (mcs2021) or one "
+        "of its sub-folders (models/hagrid: the 14 HaGRID classes)",
     )
     parser.add_argument("--http-port", type=_port, default=DEFAULT_HTTP_PORT)
     parser.add_argument("--grpc-port", type=_port, default=DEFAULT_GRPC_PORT)
@@ -467,9 +477,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve(args: argparse.Namespace) -> int:
     server: TritonServer | None = None
     try:
+        models = models_with_label_map(
+            args.models_dir, args.label_map, default_repository_dir().parent / "models"
+        )
+        repository = args.model_repository or default_repository_dir(args.label_map)
         repository = ensure_repository(
-            args.model_repository,
-            args.models_dir,
+            repository,
+            models,
             args.rebuild,
             max_pixels=args.max_pixels,
             max_hands=args.max_hands,
