@@ -42,7 +42,9 @@ def test_cli_options_use_triton_names() -> None:
     )
     assert (args.http_port, args.grpc_port, args.metrics_port) == (9000, 9001, 9002)
     assert args.address == "127.0.0.1" and not args.allow_model_control
-    assert args.model_repository == launcher.default_repository_dir()
+    # No repository asked for: gesture-serve serves default_repository_dir(args.label_map).
+    assert args.model_repository is None and args.label_map is None
+    assert launcher.parse_args(["--label-map", "hagrid"]).label_map == "hagrid"
     with pytest.raises(SystemExit):
         launcher.parse_args(["--http-port", "70000"])
 
