@@ -61,6 +61,7 @@ def _cmd_train_detector(args: argparse.Namespace) -> int:
                 fraction=args.fraction,
                 augment=parse_augmentation(args.aug),
                 lr0=args.lr0,
+                warmup_epochs=args.warmup_epochs,
             )
         )
     print(f"best checkpoint: {best}")
@@ -218,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="initial learning rate, with AdamW (ultralytics' automatic optimiser ignores lr0)",
+    )
+    p.add_argument(
+        "--warmup-epochs", type=float, default=None, help="ultralytics' warm-up (0: fine-tuning)"
     )
     p.set_defaults(func=_cmd_train_detector)
 

@@ -50,6 +50,11 @@ class PasteConfig:
     # small patch inside a big hand has a tiny IoU but hides a part of it.
     max_overlap: float = 0.1
     min_hand_side: int = 24  # smaller crops are too blurry once scaled up
+    # HaGRID's boxes touch the hand; the other sources' boxes (people's, and the teacher's,
+    # whose padding was chosen to match them: reports/teacher/padding_sweep.md) leave about a
+    # tenth of the hand a side. A pasted hand's label is its patch grown by this much, into the
+    # scene around it, so that every source teaches one box convention.
+    box_padding: float = 0.1
     seed: int = 0
 
 
@@ -154,6 +159,18 @@ def _place(
     return None
 
 
+def _grow(box: NDArray[np.float32], padding: float, width: int, height: int) -> NDArray[np.float32]:
+    x1, y1, x2, y2 = (float(v) for v in box[0])
+    pad_x, pad_y = (x2 - x1) * padding, (y2 - y1) * padding
+    grown = [
+        max(0.0, x1 - pad_x),
+        max(0.0, y1 - pad_y),
+        min(width, x2 + pad_x),
+        min(height, y2 + pad_y),
+    ]
+    return np.array([grown], np.float32)
+
+
 def _jitter(patch: Image.Image, rng: random.Random) -> Image.Image:
     # Mild photometric change: a pasted hand should not differ from the scene by colour alone.
     patch = ImageEnhance.Brightness(patch).enhance(rng.uniform(0.75, 1.25))
@@ -223,7 +240,7 @@ def compose(
         placed = np.array([[x, y, x + w, y + h]], np.float32)
         taken = np.concatenate([taken, placed])
         if kind == "hand":
-            labelled.append(placed)
+            labelled.append(_grow(placed, cfg.box_padding, canvas.width, canvas.height))
             report.hands += 1
         else:
             report.distractors += 1

@@ -77,6 +77,9 @@ class DetectorTrainConfig:
     # ultralytics augmentation hyperparameters (AUGMENTATION_KEYS); unset ones keep its defaults.
     augment: Mapping[str, float] = field(default_factory=dict)
     lr0: float | None = None  # None: ultralytics' choice (its "auto" optimiser picks one)
+    # None: ultralytics' 3 epochs, whose bias learning rate starts at 0.1: right from random
+    # weights, a jolt to a detector being fine-tuned (0 skips it).
+    warmup_epochs: float | None = None
 
 
 def _check_model_source(model: str) -> None:
@@ -117,6 +120,7 @@ def train_detector(cfg: DetectorTrainConfig) -> Path:
         verbose=True,
         **dict(cfg.augment),
         **({} if cfg.lr0 is None else {"lr0": cfg.lr0, "optimizer": "AdamW"}),
+        **({} if cfg.warmup_epochs is None else {"warmup_epochs": cfg.warmup_epochs}),
     )
     _record_time(Path(cfg.project) / cfg.name, time.time() - started)
     return Path(cfg.project) / cfg.name / "weights" / "best.pt"
