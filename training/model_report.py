@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gesture_recognition.artifacts import CLASSIFIER_JSON, read_classifier_spec, shipped_models_dir
 from gesture_recognition.pipeline import GesturePipeline
 from gesture_recognition.training import evaluate as ev
 from gesture_recognition.training import evaluate_photos as ep
@@ -112,7 +113,7 @@ def run_plan(plan: ReportPlan) -> Path:
     skipped: list[str] = []
     for directory in classifier_dirs:
         label = _classifier_label(directory, plan.models_dir)
-        if plan.crops is not None:
+        if plan.crops is not None and _answers_crops(directory or plan.models_dir, plan):
             result = ev.evaluate_classifier(
                 directory or plan.models_dir,
                 plan.crops,
@@ -121,6 +122,8 @@ def run_plan(plan: ReportPlan) -> Path:
                 name=f"classifier {label}",
             )
             classifier_results.append(result)
+        elif plan.crops is not None:
+            skipped.append(f"{label} on the crops {plan.crops}")
         if plan.scenes is not None or plan.fingers is not None:
             pipe = ep.pipeline_for(plan.models_dir, plan.threads, directory)
             e2e_results += _end_to_end(plan, pipe, label, skipped)
@@ -134,6 +137,15 @@ def run_plan(plan: ReportPlan) -> Path:
         summary += ["Not scored (the classifier's label map has no class of that set):", ""]
         summary += [f"- {line}" for line in skipped] + [""]
     return write_report(results, plan.out, title=plan.title, preamble=summary)
+
+
+def _answers_crops(classifier_dir: Path | None, plan: ReportPlan) -> bool:
+    """Whether the classifier's label map answers any crop of the plan's split."""
+    assert plan.crops is not None
+    folder = Path(classifier_dir) if classifier_dir is not None else shipped_models_dir()
+    label_map = read_classifier_spec(folder / CLASSIFIER_JSON).label_map
+    rows = ev.read_crop_manifest(plan.crops, plan.split)
+    return any(label_map.answer_for(row["label"]) is not None for row in rows)
 
 
 def _end_to_end(

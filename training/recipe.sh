@@ -110,9 +110,7 @@ step "8. evaluate on held-out data -> reports/models (MediaPipe Hands side by si
 gesture-train evaluate --models-dir models --peer mediapipe \
   --detector-data "roboflow=$RUNS/datasets/roboflow_test/data.yaml" \
   --detector-data "subhih=$RUNS/datasets/subhih_hands/data.yaml" \
-  --classifier-dir models/hagrid --classifier-dir models \
+  --classifier-dir models --classifier-dir models/hagrid --classifier-dir models/finger_count \
   --crops "$RUNS/crops/hagrid_hand_crops" --scenes "$DATA/hagrid_crops" \
-  --scenes-label-map "$HELD_OUT_MAP" --title "Shipped models on held-out data" --out reports/models
-gesture-train evaluate --models-dir models --classifier-dir models/finger_count \
-  --fingers "$DATA/subhih_hands" --title "Finger count end to end (SubhiH test)" \
-  --out reports/finger_count
+  --scenes-label-map "$HELD_OUT_MAP" --fingers "$DATA/subhih_hands" \
+  --title "Shipped models on held-out data" --out reports/models
