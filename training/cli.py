@@ -168,6 +168,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         models_dir=Path(args.models_dir),
         detector_sets=[DetectorSetSpec.parse(d, args.split) for d in args.detector_data or []],
         peer=args.peer,
+        peer_cache=Path(args.peer_cache),
         classifier_dirs=[Path(c) for c in args.classifier_dir or []],
         crops=Path(args.crops) if args.crops else None,
         scenes=scenes,
@@ -303,6 +304,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--peer",
         choices=["mediapipe"],
         help="score MediaPipe Hands on every detector set too (its own .venv-teacher)",
+    )
+    p.add_argument(
+        "--peer-cache",
+        default="runs/cache/peer",
+        help="where the peer's boxes are cached (a re-run resumes them)",
     )
     p.add_argument("--checkpoint", help="detector .pt: add ultralytics' own val as a cross-check")
     p.add_argument("--crops", help="crop folder: classifier metrics on its --split")

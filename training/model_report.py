@@ -5,7 +5,7 @@
 * every detector set (``--detector-data NAME=DATA_YAML``, its ``--split``), the served ONNX
   detector and, with ``--peer mediapipe``, MediaPipe Hands on the same photos, both scored by
   the same matching code (``evaluate_detector``; the peer's boxes come from a teacher cache in
-  ``<out>/peer/``, which a re-run resumes);
+  ``peer_cache``, which a re-run resumes);
 * every classifier (``--classifier-dir``, repeatable) on the held-out crops (``--crops``);
 * end to end (``--scenes``: whole photos whose label each classifier's map knows, e.g. the
   MachinesCanSee-class photos of ``hagrid_crops``, which the recipe keeps out of all training;
@@ -54,6 +54,9 @@ class ReportPlan:
     models_dir: Path | None = None
     detector_sets: list[DetectorSetSpec] = field(default_factory=list)
     peer: str | None = None
+    # The peer's per-photo boxes: a working cache a re-run resumes, kept out of the report
+    # folder (it names the machine's photo paths, and reports are committed).
+    peer_cache: Path = Path("runs/cache/peer")
     classifier_dirs: list[Path | None] = field(default_factory=list)
     crops: Path | None = None
     scenes: Path | None = None
@@ -72,7 +75,7 @@ def _peer_result(spec: DetectorSetSpec, plan: ReportPlan) -> dict[str, Any]:
     # Converted datasets link their photos: label the real files, keyed under their common root.
     resolved = [p.resolve() for p in images]
     root = Path(os.path.commonpath([str(p.parent) for p in resolved]))
-    cache = plan.out / "peer" / f"{spec.name}_{spec.split}.json"
+    cache = plan.peer_cache / f"{spec.name}_{spec.split}.json"
     run_teacher(root, cache, padding=DEFAULT_PADDING, images=resolved)
     result = ev.evaluate_detector(
         None,

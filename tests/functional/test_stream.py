@@ -46,6 +46,12 @@ def video(photos: list[Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_mp4(photos, tmp_path_factory.mktemp("stream") / "session.mp4")
 
 
+def _redness(pixels: np.ndarray) -> float:
+    """Mean of R - G over a patch (BOX_RGB is red: 255 - 64)."""
+    rgb = pixels.reshape(-1, 3).astype(float)
+    return float((rgb[:, 0] - rgb[:, 1]).mean())
+
+
 def run_stream(*args: str) -> tuple[int, list[dict], str]:
     out, err = io.StringIO(), io.StringIO()
     code = stream_main([*args, "--no-progress"], out, err)
@@ -110,16 +116,17 @@ def test_video_every_frame_in_order_as_the_pipeline_sees_it(
     drawn = decode_video(annotated)
     assert len(drawn) == FRAMES
     assert drawn[0].shape == frames[0].shape
+    # The first hand's left edge turns red (BOX_RGB) where it was not: measured as the gain in
+    # red over green along the edge, which survives the codec's chroma subsampling of a 2 px
+    # line better than an exact colour match does.
     boxed = 0
     for line, before, after in zip(lines, frames, drawn, strict=True):
         if not line["hands"]:
             continue
         x1, y1, _, y2 = (round(v) for v in line["hands"][0]["box"])
-        column = after[y1 + 10 : y2 - 10, max(0, x1 - 1) : x1 + 2].reshape(-1, 3).astype(int)
-        source = before[y1 + 10 : y2 - 10, max(0, x1 - 1) : x1 + 2].reshape(-1, 3).astype(int)
-        near_box = np.abs(column - BOX_RGB).max(axis=1) < 70
-        was_there = np.abs(source - BOX_RGB).max(axis=1) < 70
-        boxed += near_box.mean() > 0.5 and was_there.mean() < 0.5
+        window = (slice(y1 + 10, y2 - 10), slice(max(0, x1 - 1), x1 + 2))
+        red_gain = _redness(after[window]) - _redness(before[window])
+        boxed += red_gain > 40
     assert boxed >= 0.9 * sum(bool(line["hands"]) for line in lines)
     assert f"{FRAMES} frames ({FRAMES} answered) in" in err
     assert "frames/s, latency p50" in err and f"({FRAMES} frames)" in err

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from gesture_recognition.boxes import (
     CropConfig,
+    box_iou,
     clip_boxes,
     crop,
     expand_boxes,
@@ -16,7 +17,7 @@ from gesture_recognition.boxes import (
     pixel_window,
     topmost_order,
 )
-from gesture_recognition.detections import decode_detections
+from gesture_recognition.detections import decode_detections, distinct_boxes
 from gesture_recognition.letterbox import LetterboxParams
 
 F32_MAX = float(np.finfo(np.float32).max)
@@ -126,3 +127,36 @@ def test_decoded_detections_are_finite_inside_and_confident(
     assert np.all(np.diff(scores) <= 0)  # most confident first
     if len(boxes):
         _inside_and_nonempty(boxes, width, height)
+
+
+def test_decoding_drops_a_second_box_on_the_same_hand() -> None:
+    # Rows as the fine-tuned NMS-free head gave them on a close-up webcam hand (IoU ~0.97),
+    # plus a second hand that overlaps the first one a little: it stays.
+    raw = np.array(
+        [
+            [106, 35, 304, 450, 0.59, 0],
+            [108, 36, 305, 463, 0.81, 0],
+            [280, 60, 420, 300, 0.40, 0],
+            [0, 0, 0, 0, 0.0, 0],
+        ],
+        dtype=np.float32,
+    )
+    params = LetterboxParams.from_array(np.array([1.0, 0.0, 0.0], np.float32))
+    boxes, scores = decode_detections(raw, params, 640, 480, 0.25)
+    np.testing.assert_allclose(scores, [0.81, 0.40])
+    np.testing.assert_allclose(boxes, [[108, 36, 305, 463], [280, 60, 420, 300]])
+
+
+@given(st.floats(0.0, 1.0), st.integers(0, 8))
+def test_distinct_boxes_keep_no_pair_above_the_limit(max_iou: float, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform(0, 100, (12, 2))
+    boxes = np.hstack([xy, xy + rng.uniform(5, 60, (12, 2))]).astype(np.float32)
+    keep = distinct_boxes(boxes, max_iou)
+    assert keep[0] == 0  # the most confident box always stays
+    iou = box_iou(boxes[keep], boxes[keep])
+    np.fill_diagonal(iou, 0.0)
+    assert np.all(iou <= max_iou)
+    # Every dropped box overlaps a kept, more confident one by more than the limit.
+    for i in sorted(set(range(12)) - set(keep.tolist())):
+        assert np.any(box_iou(boxes[i : i + 1], boxes[keep[keep < i]]) > max_iou)

@@ -139,11 +139,12 @@ def test_trtexec_command_fp16(trt_configs):
     assert "--fp16" in command and "--int8" not in command
 
 
-def test_trtexec_command_fp32_and_int8(trt_configs):
+def test_trtexec_command_fp32_and_int8(trt_configs, specs):
     profile = optimization_profile(trt_configs[GESTURE_CLASSIFIER])
     fp32 = trtexec_command("c.onnx", "c.plan", profile, precision="fp32", trtexec="/x/trtexec")
     assert fp32[0] == "/x/trtexec"
-    assert "--maxShapes=input:16x3x224x224" in fp32
+    size = specs.classifier.input_size  # the shipped classifier's
+    assert f"--maxShapes=input:16x3x{size}x{size}" in fp32
     assert not any(arg in fp32 for arg in ("--fp16", "--int8"))
     int8 = trtexec_command("c.onnx", "c.plan", profile, precision="int8", calib_cache="c.cache")
     assert "--int8" in int8 and "--calib=c.cache" in int8
@@ -189,7 +190,7 @@ def test_engine_filenames_per_compute_capability():
 # --------------------------------------------------------------------------- CLI
 
 
-def test_tensorrt_dry_run_prints_commands_and_configs(tmp_path, capsys, no_tensorrt):
+def test_tensorrt_dry_run_prints_commands_and_configs(tmp_path, capsys, no_tensorrt, specs):
     out = tmp_path / "trt"
     code = build_engines.main(
         ["--target", "tensorrt", "--dry-run", "--compute-capability", "8.9", "--out", str(out)]
@@ -200,13 +201,14 @@ def test_tensorrt_dry_run_prints_commands_and_configs(tmp_path, capsys, no_tenso
     assert list(tmp_path.iterdir()) == []  # and leaves no staging folder
     assert printed.count("trtexec --onnx=") == 2
     assert f"--saveEngine={out}/hand_detector/1/model_sm89.plan" in printed
-    assert "--maxShapes=input:16x3x224x224" in printed
+    size = specs.classifier.input_size
+    assert f"--maxShapes=input:16x3x{size}x{size}" in printed
     assert 'platform: "tensorrt_plan"' in printed
     assert 'cc_model_filenames {\n  key: "8.9"\n  value: "model_sm89.plan"\n}' in printed
     assert "--fp16" in printed
 
 
-def test_tensorrt_dry_run_without_gpu_keeps_default_name(tmp_path, capsys, no_tensorrt):
+def test_tensorrt_dry_run_without_gpu_keeps_default_name(tmp_path, capsys, no_tensorrt, specs):
     code = build_engines.main(
         [
             *("--target", "tensorrt", "--dry-run", "--precision", "fp32", "--max-hands", "6"),
@@ -216,7 +218,8 @@ def test_tensorrt_dry_run_without_gpu_keeps_default_name(tmp_path, capsys, no_te
     printed = capsys.readouterr().out
     assert code == 0
     assert "/1/model.plan" in printed and "cc_model_filenames" not in printed
-    assert "--maxShapes=input:6x3x224x224" in printed and "--fp16" not in printed
+    size = specs.classifier.input_size
+    assert f"--maxShapes=input:6x3x{size}x{size}" in printed and "--fp16" not in printed
 
 
 def test_missing_tensorrt_exits_2_with_the_container(tmp_path, capsys, no_tensorrt):

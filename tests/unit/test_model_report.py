@@ -258,6 +258,7 @@ def test_mediapipe_side_by_side(
         models_dir=models,
         detector_sets=[DetectorSetSpec("rf", data_yaml)],
         peer="mediapipe",
+        peer_cache=tmp_path / "peer",
         threads=1,
     )
     text = run_plan(plan).read_text(encoding="utf-8")
@@ -267,8 +268,9 @@ def test_mediapipe_side_by_side(
     assert peer["images"] == 3 and peer["detector"]["teacher"] == "mediapipe_hands"
     assert peer["served"]["conf_threshold"] == 0.0
     assert peer["gt_boxes"] == metrics["rf — served detector"]["gt_boxes"]
-    assert (out / "peer" / "rf_test.json").is_file()
+    cache = tmp_path / "peer" / "rf_test.json"
+    assert cache.is_file() and not (out / "peer").exists()  # the report holds no machine paths
     # A re-run resumes the peer's cache instead of labelling again.
-    before = (out / "peer" / "rf_test.json").read_text()
+    before = cache.read_text()
     run_plan(plan)
-    assert (out / "peer" / "rf_test.json").read_text() == before
+    assert cache.read_text() == before

@@ -130,8 +130,10 @@ def test_narrow_and_wide_runs_give_the_same_logits(
 ) -> None:
     onnx, spec_file = classifier_files
     session = GatedSession(onnx, 2, ThreadGate(lock))
-    runner = ClassifierRunner(onnx, read_classifier_spec(spec_file), session=session)
-    crops = np.random.default_rng(0).random((2, 3, 224, 224), dtype=np.float32)
+    spec = read_classifier_spec(spec_file)
+    runner = ClassifierRunner(onnx, spec, session=session)
+    size = spec.input_size
+    crops = np.random.default_rng(0).random((2, 3, size, size), dtype=np.float32)
     wide = runner(crops)
     with ThreadGate(lock).enter():  # another "process" is busy
         narrow = runner(crops)
@@ -163,7 +165,7 @@ def test_gated_runner_reads_threads_and_gate_from_the_config(
     assert isinstance(runner.session, GatedSession)
     # One lock file per repository: the instances of every model of it share the gate.
     assert runner.session.gate.path == gate_path(tmp_path / "repo")
-    runner(np.zeros((1, 3, 224, 224), dtype=np.float32))
+    runner(np.zeros((1, 3, spec.input_size, spec.input_size), dtype=np.float32))
     assert runner.session.runs == {"wide": 1, "narrow": 0}
     # Gate off, or one thread anyway (two one-thread sessions would only cost memory).
     for gate, threads in (("0", "0"), ("1", "1")):
