@@ -168,7 +168,6 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         models_dir=Path(args.models_dir),
         detector_sets=[DetectorSetSpec.parse(d, args.split) for d in args.detector_data or []],
         peer=args.peer,
-        peer_cache=Path(args.peer_cache),
         classifier_dirs=[Path(c) for c in args.classifier_dir or []],
         crops=Path(args.crops) if args.crops else None,
         scenes=scenes,
@@ -178,6 +177,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         threads=args.threads,
         checkpoint=Path(args.checkpoint) if args.checkpoint else None,
         title=args.title,
+        **({"peer_cache": Path(args.peer_cache)} if args.peer_cache else {}),
     )
     print(f"wrote {run_plan(plan)}")
     return 0
@@ -307,8 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--peer-cache",
-        default="runs/cache/peer",
-        help="where the peer's boxes are cached (a re-run resumes them)",
+        help="where the peer's boxes are cached, a re-run resumes them (default runs/cache/peer)",
     )
     p.add_argument("--checkpoint", help="detector .pt: add ultralytics' own val as a cross-check")
     p.add_argument("--crops", help="crop folder: classifier metrics on its --split")

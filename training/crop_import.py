@@ -30,11 +30,13 @@ from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from PIL import Image
 from tqdm import tqdm
 
 from gesture_recognition.labels import LabelMap
+from gesture_recognition.training.converters.common import SkipLog
 from gesture_recognition.training.crops import CROP_CONFIG, GROUP_COLUMNS, MANIFEST, TIGHT_BOX
 from gesture_recognition.training.splits import SPLITS, grouped_split
 
@@ -44,17 +46,10 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 @dataclass
-class ImportReport:
+class ImportReport(SkipLog):
     written: Counter[str] = field(default_factory=Counter)  # per split
     labels: Counter[str] = field(default_factory=Counter)
-    skipped: Counter[str] = field(default_factory=Counter)
-    examples: dict[str, list[str]] = field(default_factory=dict)
-
-    def skip(self, reason: str, what: str) -> None:
-        self.skipped[reason] += 1
-        self.examples.setdefault(reason, [])
-        if len(self.examples[reason]) < 3:
-            self.examples[reason].append(what)
+    max_examples: ClassVar[int] = 3
 
     def summary(self) -> str:
         lines = [
@@ -62,13 +57,7 @@ class ImportReport:
             + ", ".join(f"{k} {v}" for k, v in sorted(self.written.items())),
             "labels: " + ", ".join(f"{k} {v}" for k, v in sorted(self.labels.items())),
         ]
-        if self.skipped:
-            lines.append(f"skipped: {sum(self.skipped.values())} records")
-            for reason, count in sorted(self.skipped.items()):
-                lines.append(f"  {reason}: {count}  e.g. {', '.join(self.examples[reason])}")
-        else:
-            lines.append("skipped: 0 records")
-        return "\n".join(lines)
+        return "\n".join(lines + self.skipped_lines())
 
 
 @dataclass(frozen=True)

@@ -48,15 +48,18 @@ class DetectorSetSpec:
         return cls(name.strip(), Path(path), split)
 
 
+# The peer's per-photo boxes: a working cache a re-run resumes, kept out of the report folder
+# (it names the machine's photo paths, and reports are committed).
+DEFAULT_PEER_CACHE = Path("runs/cache/peer")
+
+
 @dataclass
 class ReportPlan:
     out: Path
     models_dir: Path | None = None
     detector_sets: list[DetectorSetSpec] = field(default_factory=list)
     peer: str | None = None
-    # The peer's per-photo boxes: a working cache a re-run resumes, kept out of the report
-    # folder (it names the machine's photo paths, and reports are committed).
-    peer_cache: Path = Path("runs/cache/peer")
+    peer_cache: Path = DEFAULT_PEER_CACHE
     classifier_dirs: list[Path | None] = field(default_factory=list)
     crops: Path | None = None
     scenes: Path | None = None

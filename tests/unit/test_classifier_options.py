@@ -34,6 +34,8 @@ from gesture_recognition.training.crops import TIGHT_BOX
 from gesture_recognition.training.pretrained import create_classifier, freeze_blocks
 from gesture_recognition.training.served_view import ServedView
 
+from .hagrid_hand_crops import link_crops, real_rows
+
 LABELS = ("like", "palm", "peace")
 PER_SPLIT = {"train": 4, "val": 2, "test": 1}
 
@@ -41,9 +43,7 @@ PER_SPLIT = {"train": 4, "val": 2, "test": 1}
 @pytest.fixture(scope="module")
 def tight_crops(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Real HaGRID hand crops (tight boxes) in train/val/test, via import-crops + merge-crops."""
-    real = shared_data / "hagrid_hand_crops"
-    with (real / "manifest.csv").open(newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
+    real, rows = real_rows(shared_data)
     base = tmp_path_factory.mktemp("tight")
     folders = []
     for split, count in PER_SPLIT.items():
@@ -52,13 +52,7 @@ def tight_crops(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         for label in LABELS:
             offset = list(PER_SPLIT).index(split) * 10
             chosen += [r for r in rows if r["label"] == label][offset : offset + count]
-        for row in chosen:
-            (src / row["path"]).parent.mkdir(parents=True, exist_ok=True)
-            (src / row["path"]).symlink_to(real / row["path"])
-        with (src / "manifest.csv").open("w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(chosen)
+        link_crops(real, chosen, src)
         import_crops(src, base / f"part_{split}", load_label_map("hagrid"), "hhc", split=split)
         folders.append(base / f"part_{split}")
     merge_crop_folders(folders, base / "crops")

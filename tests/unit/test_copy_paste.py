@@ -33,6 +33,8 @@ from gesture_recognition.training.copy_paste import (
 )
 from gesture_recognition.training.crop_import import import_crops
 
+from .hagrid_hand_crops import link_crops, real_rows
+
 
 @pytest.fixture(scope="module")
 def scenes_dir(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -54,17 +56,9 @@ def scenes_dir(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 @pytest.fixture(scope="module")
 def hands_dir(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An import-crops folder of 12 real hand crops (10 train, 2 test)."""
-    real = shared_data / "hagrid_hand_crops"
-    with (real / "manifest.csv").open(newline="", encoding="utf-8") as f:
-        rows = [r for r in csv.DictReader(f) if r["label"] in ("palm", "fist")][::50][:12]
-    src = tmp_path_factory.mktemp("hand_src")
-    for row in rows:
-        (src / row["path"]).parent.mkdir(parents=True, exist_ok=True)
-        (src / row["path"]).symlink_to(real / row["path"])
-    with (src / "manifest.csv").open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    real, rows = real_rows(shared_data)
+    rows = [r for r in rows if r["label"] in ("palm", "fist")][::50][:12]
+    src = link_crops(real, rows, tmp_path_factory.mktemp("hand_src"))
     out = tmp_path_factory.mktemp("hands") / "crops"
     import_crops(src, out, load_label_map("hagrid"), "hhc", fractions=(0.0, 0.2), seed=0)
     return out

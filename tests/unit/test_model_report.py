@@ -35,6 +35,8 @@ from gesture_recognition.training.served_view import ServedView
 from tests.conftest import REPO
 from tests.unit.teacher_env import teacher_env_or_skip
 
+from .hagrid_hand_crops import link_crops, real_rows
+
 MODELS = REPO / "models"
 SCENES = ["like/hagrid_380_resize336__like_00000.jpg", "stop/hagrid_380_resize336__stop_00000.jpg"]
 
@@ -64,17 +66,9 @@ def data_yaml(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
 @pytest.fixture(scope="module")
 def tight_crops(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An import-crops folder of real HaGRID hand crops, all in the test split."""
-    real = shared_data / "hagrid_hand_crops"
-    with (real / "manifest.csv").open(newline="", encoding="utf-8") as f:
-        rows = [r for r in csv.DictReader(f) if r["label"] in ("like", "palm", "peace")][::300][:9]
-    src = tmp_path_factory.mktemp("hhc_src")
-    for row in rows:
-        (src / row["path"]).parent.mkdir(parents=True, exist_ok=True)
-        (src / row["path"]).symlink_to(real / row["path"])
-    with (src / "manifest.csv").open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    real, rows = real_rows(shared_data)
+    rows = [r for r in rows if r["label"] in ("like", "palm", "peace")][::300][:9]
+    src = link_crops(real, rows, tmp_path_factory.mktemp("hhc_src"))
     out = tmp_path_factory.mktemp("hhc") / "crops"
     import_crops(src, out, load_label_map("hagrid"), "hhc", split="test")
     return out

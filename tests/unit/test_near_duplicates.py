@@ -21,23 +21,16 @@ from gesture_recognition.training.near_duplicates import (
     write_matches,
 )
 
+from .hagrid_hand_crops import link_crops, real_rows
+
 PASTE_AT = (40, 30)  # (x, y) of the pasted crop in the held-out photo
 
 
 @pytest.fixture()
 def crops(shared_data: Path, tmp_path: Path) -> tuple[Path, list[dict[str, str]]]:
-    real = shared_data / "hagrid_hand_crops"
-    with (real / "manifest.csv").open(newline="", encoding="utf-8") as f:
-        rows = [r for r in csv.DictReader(f) if r["label"] in ("like", "ok")][::200][:20]
-    root = tmp_path / "crops"
-    for row in rows:
-        (root / row["path"]).parent.mkdir(parents=True, exist_ok=True)
-        (root / row["path"]).symlink_to(real / row["path"])
-    with (root / "manifest.csv").open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return root, rows
+    real, rows = real_rows(shared_data)
+    rows = [r for r in rows if r["label"] in ("like", "ok")][::200][:20]
+    return link_crops(real, rows, tmp_path / "crops"), rows
 
 
 @pytest.fixture()

@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import yaml
@@ -130,20 +131,35 @@ class ImageRecord:
 
 
 @dataclass
-class ConversionReport:
-    written: Counter[str] = field(default_factory=Counter)
+class SkipLog:
+    """Bad records are reported and skipped with a count: per reason, a few examples."""
+
     skipped: Counter[str] = field(default_factory=Counter)
-    # Images written per source name, so a merged dataset shows what each source gave.
-    per_source: Counter[str] = field(default_factory=Counter)
-    boxes: int = 0
-    clipped_boxes: int = 0
     examples: dict[str, list[str]] = field(default_factory=dict)
+    max_examples: ClassVar[int] = 5
 
     def skip(self, reason: str, what: str) -> None:
         self.skipped[reason] += 1
         self.examples.setdefault(reason, [])
-        if len(self.examples[reason]) < 5:
+        if len(self.examples[reason]) < self.max_examples:
             self.examples[reason].append(what)
+
+    def skipped_lines(self) -> list[str]:
+        if not self.skipped:
+            return ["skipped: 0 records"]
+        lines = [f"skipped: {sum(self.skipped.values())} records"]
+        for reason, count in sorted(self.skipped.items()):
+            lines.append(f"  {reason}: {count}  e.g. {', '.join(self.examples[reason])}")
+        return lines
+
+
+@dataclass
+class ConversionReport(SkipLog):
+    written: Counter[str] = field(default_factory=Counter)
+    # Images written per source name, so a merged dataset shows what each source gave.
+    per_source: Counter[str] = field(default_factory=Counter)
+    boxes: int = 0
+    clipped_boxes: int = 0
 
     def summary(self) -> str:
         lines = [
@@ -155,13 +171,7 @@ class ConversionReport:
             lines.append(
                 "sources: " + ", ".join(f"{k} {v}" for k, v in sorted(self.per_source.items()))
             )
-        if self.skipped:
-            lines.append(f"skipped: {sum(self.skipped.values())} records")
-            for reason, count in sorted(self.skipped.items()):
-                lines.append(f"  {reason}: {count}  e.g. {', '.join(self.examples[reason])}")
-        else:
-            lines.append("skipped: 0 records")
-        return "\n".join(lines)
+        return "\n".join(lines + self.skipped_lines())
 
 
 def _image_size(path: Path) -> tuple[int, int] | None:
