@@ -247,14 +247,23 @@ def stage_int8_detector(args: argparse.Namespace, models: Path, staged: Path) ->
         candidate = Path(tmp)
         for name in (DETECTOR_JSON, CLASSIFIER_ONNX, CLASSIFIER_JSON):
             shutil.copyfile(staged / name, candidate / name)
-        quantize_model(
-            models / DETECTOR_ONNX,
-            candidate / DETECTOR_ONNX,
-            spec.input_name,
-            calibration,
-            settings,
-            nodes_to_exclude=head,
-        )
+        try:
+            quantize_model(
+                models / DETECTOR_ONNX,
+                candidate / DETECTOR_ONNX,
+                spec.input_name,
+                calibration,
+                settings,
+                nodes_to_exclude=head,
+            )
+        except AssertionError as exc:
+            # onnxruntime 1.x's quantiser asserts on graphs it cannot order (seen with the
+            # EfficientNet-Lite0 backbone's same-padding); say so instead of a bare traceback.
+            reason = str(exc) or "an assertion failed"
+            raise UserError(
+                f"onnxruntime cannot quantise {DETECTOR_ONNX} ({spec.architecture}): {reason}; "
+                "serve it in FP32 (leave out --int8-detector)"
+            ) from exc
         try:
             check = verify_detector(models, candidate, data_yaml, "val")
         except ValueError as exc:

@@ -28,7 +28,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from gesture_recognition.arguments import positive_int
+from gesture_recognition.arguments import non_negative_int, positive_int
 from gesture_recognition.labels import load_label_map
 
 
@@ -62,6 +62,7 @@ def _cmd_train_detector(args: argparse.Namespace) -> int:
                 augment=parse_augmentation(args.aug),
                 lr0=args.lr0,
                 warmup_epochs=args.warmup_epochs,
+                freeze=args.freeze,
             )
         )
     print(f"best checkpoint: {best}")
@@ -223,6 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--warmup-epochs", type=float, default=None, help="ultralytics' warm-up (0: fine-tuning)"
+    )
+    p.add_argument(
+        "--freeze",
+        type=non_negative_int,
+        default=None,
+        help="keep the first N layers of the model YAML fixed (1: yolo26n-lite0's backbone)",
     )
     p.set_defaults(func=_cmd_train_detector)
 

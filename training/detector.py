@@ -1,8 +1,10 @@
 """Train the hand detector with ultralytics YOLO, offline, resumable.
 
 The default (YOLO26n at 320 px) is small enough for CPU serving; the original pipeline's
-YOLOv5x stays available as ``--model yolov5xu.yaml``. Models are built from their ``*.yaml``
-(no pretrained download exists here); any ``*.pt`` given must be a local checkpoint.
+YOLOv5x stays available as ``--model yolov5xu.yaml``, and ``--model yolo26n-lite0.yaml`` puts
+an ImageNet-pretrained EfficientNet-Lite0 under YOLO26n's neck and head (detector_backbones).
+Models are built from their ``*.yaml`` (no pretrained download exists here); any ``*.pt``
+given must be a local checkpoint.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gesture_recognition.training.detector_backbones import project_model, register_backbones
 from gesture_recognition.training.offline import configure_offline
 
 DEFAULT_MODEL = "yolo26n.yaml"
@@ -80,6 +83,9 @@ class DetectorTrainConfig:
     # None: ultralytics' 3 epochs, whose bias learning rate starts at 0.1: right from random
     # weights, a jolt to a detector being fine-tuned (0 skips it).
     warmup_epochs: float | None = None
+    # The first N layers of the model YAML keep their weights (ultralytics' ``freeze``); 1 holds
+    # a pretrained backbone that the YAML builds as one layer (yolo26n-lite0.yaml's layer 0).
+    freeze: int | None = None
 
 
 def _check_model_source(model: str) -> None:
@@ -96,9 +102,10 @@ def train_detector(cfg: DetectorTrainConfig) -> Path:
     _check_model_source(cfg.model)
     if not Path(cfg.data).is_file():
         raise FileNotFoundError(f"no data.yaml at {cfg.data}; run `gesture-train convert` first")
+    register_backbones()
     from ultralytics import YOLO
 
-    model = YOLO(cfg.model)
+    model = YOLO(project_model(cfg.model))
     started = time.time()
     model.train(
         data=str(Path(cfg.data).resolve()),
@@ -121,6 +128,7 @@ def train_detector(cfg: DetectorTrainConfig) -> Path:
         **dict(cfg.augment),
         **({} if cfg.lr0 is None else {"lr0": cfg.lr0, "optimizer": "AdamW"}),
         **({} if cfg.warmup_epochs is None else {"warmup_epochs": cfg.warmup_epochs}),
+        **({} if cfg.freeze is None else {"freeze": cfg.freeze}),
     )
     _record_time(Path(cfg.project) / cfg.name, time.time() - started)
     return Path(cfg.project) / cfg.name / "weights" / "best.pt"
@@ -131,6 +139,7 @@ def resume_detector(last_checkpoint: Path) -> Path:
     configure_offline()
     if not Path(last_checkpoint).is_file():
         raise FileNotFoundError(f"no checkpoint at {last_checkpoint}")
+    register_backbones()  # the trainer rebuilds the network from the checkpoint's YAML
     from ultralytics import YOLO
 
     started = time.time()

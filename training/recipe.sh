@@ -85,7 +85,8 @@ step "6. the detector: warm start from the detector shipped before (git 88e2160,
    stage 2 on the same photos with the reviewed HaGRID scenes drawn four times as often (the
    only boxed photos of many different people). The copy-paste arm (det_paste: stage 1's
    settings on hands_v2.yaml) trailed stage 1 on the same validation photos and was stopped
-   after three epochs (models/MODEL_CARD.md)"
+   after three epochs. The shipped detector (det_lite0f, last): YOLO26n's neck and head on the
+   frozen ImageNet EfficientNet-Lite0 backbone, on stage 2's photos (models/MODEL_CARD.md)"
 W="$RUNS/warm"
 mkdir -p "$W"
 for f in hand_detector.onnx hand_detector.json; do
@@ -110,7 +111,15 @@ printf '%s\n' "train:" "- $D/hands_v1/images/train" \
   --data "$D/hands_hagrid_x4.yaml" --model "$RUNS/detector/det_real/weights/last.pt" \
   --imgsz 320 --epochs 12 --hours 0.9 --patience 30 --lr0 0.0003 --warmup-epochs 0 "${AUG[@]}" \
   --aug close_mosaic=3 --project "$RUNS/detector" --name det_hagrid
-gesture-train export-detector "$RUNS/detector/det_hagrid/weights/last.pt" --out models --imgsz 320
+# Stage 2 was the detector shipped until the next run replaced it (models/MODEL_CARD.md).
+# The shipped detector: YOLO26n's neck and head on the ImageNet EfficientNet-Lite0 backbone
+# (training/detector_models/yolo26n-lite0.yaml), the backbone frozen, the same photos as stage 2,
+# no warm start; chosen over stage 2 on the validation photos by the card's rule.
+[ -f "$RUNS/detector/det_lite0f/weights/last.pt" ] || OMP_NUM_THREADS=2 gesture-train train-detector \
+  --data "$D/hands_hagrid_x4.yaml" --model yolo26n-lite0.yaml --freeze 1 \
+  --imgsz 320 --epochs 40 --hours 1.4 --patience 40 "${AUG[@]}" --aug close_mosaic=3 \
+  --project "$RUNS/detector" --name det_lite0f
+gesture-train export-detector "$RUNS/detector/det_lite0f/weights/last.pt" --out models --imgsz 320
 
 step "7. the classifiers: HaGRID (14 classes, served as models/hagrid) and MachinesCanSee (the same
    network, HaGRID's probabilities summed by label_maps/mcs2021.json's merge; served by default)"

@@ -43,6 +43,7 @@ from gesture_recognition.export.quantize import (
 )
 from gesture_recognition.export.verify_export import compare_outputs
 from gesture_recognition.labels import load_label_map
+from tests.unit.yolo26n_export import write_yolo26n_detector
 
 SIZE = 16
 REAL_CROPS = shipped_models_dir().parent / "runs" / "crops" / "hagrid_mcs2021"
@@ -253,6 +254,13 @@ def shipped_copy(tmp_path: Path) -> Path:
     return models
 
 
+def yolo26n_copy(tmp_path: Path) -> Path:
+    """The shipped models with the last YOLO26n detector: the detector INT8 is measured on."""
+    models = shipped_copy(tmp_path)
+    write_yolo26n_detector(models)
+    return models
+
+
 @pytest.mark.slow  # quantises the shipped classifier (~6 s)
 def test_build_int8_classifier_writes_a_verified_repository(tmp_path, capsys):
     crops = write_crops(tmp_path / "crops", {"train": 6, "val": 3, "test": 3}, size=64)
@@ -337,8 +345,11 @@ def test_shipped_classifier_int8_passes_default_limits_on_real_crops(tmp_path):
 
 
 def test_detector_head_is_the_last_ultralytics_module(tmp_path):
-    head = detector_head_nodes(shipped_models_dir() / "hand_detector.onnx")
+    head = detector_head_nodes(write_yolo26n_detector(tmp_path / "yolo26n"))
     assert len(head) > 50 and all(n.startswith("/model.23/") for n in head)
+    # yolo26n-lite0: six backbone rows instead of eleven, the head is module 18.
+    head = detector_head_nodes(shipped_models_dir() / "hand_detector.onnx")
+    assert len(head) > 50 and all(n.startswith("/model.18/") for n in head)
     with pytest.raises(ValueError, match="not an ultralytics export"):
         detector_head_nodes(tiny_classifier(tmp_path / "m.onnx"))
 
@@ -383,23 +394,36 @@ def test_build_refuses_an_int8_detector_that_loses_map(tmp_path, capsys, monkeyp
 
     monkeypatch.setattr(build_engines, "verify_detector", worse)
     out = tmp_path / "repo"
-    code = build_engines.main(["--int8-detector", "--calib-data", str(data), "--out", str(out)])
+    models = yolo26n_copy(tmp_path)
+    argv = ["--int8-detector", "--calib-data", str(data), "--models-dir", str(models)]
+    code = build_engines.main([*argv, "--out", str(out)])
     assert code == 1 and "mAP50 drops by 0.050" in capsys.readouterr().err
     assert not out.exists()
-    # It compared the shipped FP32 detector with a quantised candidate, on the val split.
+    # It compared the FP32 detector with a quantised candidate, on the val split.
     ((fp32_dir, int8_dir, split),) = calls
-    assert fp32_dir == shipped_models_dir() and split == "val" and int8_dir != fp32_dir
+    assert fp32_dir == models and split == "val" and int8_dir != fp32_dir
 
     monkeypatch.setattr(
         build_engines, "verify_detector", lambda *a: DetectorVerification(0.95, 0.95, 0.75, 0.75, 2)
     )
-    assert (
-        build_engines.main(["--int8-detector", "--calib-data", str(data), "--out", str(out)]) == 0
-    )
+    assert build_engines.main([*argv, "--out", str(out)]) == 0
     served = out / "hand_detector" / "1" / "model.onnx"
     ops = op_types(served)
     assert "QLinearConv" in ops and "TopK" in ops  # backbone quantised, head decoding float
     assert "Hand detector: INT8" in (out / build_engines.REPORT_NAME).read_text(encoding="utf-8")
+
+
+@pytest.mark.slow  # calibrates the shipped detector on two photos (~15 s)
+def test_int8_of_the_lite0_detector_is_refused_clearly(tmp_path, capsys):
+    """onnxruntime's quantiser cannot order the Lite0 graph: a user error, not a traceback."""
+    data = tiny_yolo_data(tmp_path / "data")
+    out = tmp_path / "repo"
+    models = shipped_copy(tmp_path)
+    argv = ["--int8-detector", "--calib-data", str(data), "--models-dir", str(models)]
+    assert build_engines.main([*argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot quantise hand_detector.onnx (yolo26n-lite0)" in err and "FP32" in err
+    assert not out.exists()
 
 
 def test_build_int8_detector_user_errors_exit_2(tmp_path, capsys):
@@ -414,8 +438,8 @@ def test_build_int8_detector_user_errors_exit_2(tmp_path, capsys):
 @pytest.mark.slow  # quantises the shipped detector, mAP on 153 photos twice (~20 s)
 @pytest.mark.skipif(not REAL_DATA.is_file(), reason="needs runs/datasets/subhih_hands (convert)")
 def test_shipped_detector_int8_keeps_map_on_real_photos(tmp_path):
-    """The default mAP limit holds for the shipped detector on the SubhiH val photos."""
-    models = shipped_copy(tmp_path)
+    """The default mAP limit holds for the last YOLO26n detector on the SubhiH val photos."""
+    models = yolo26n_copy(tmp_path)
     out = tmp_path / "repo"
     args = ["--int8-detector", "--models-dir", str(models), "--out", str(out)]
     assert build_engines.main(args) == 0

@@ -84,7 +84,15 @@ def test_augmentation_and_lr0_reach_ultralytics(
     )
     train_detector(base)
     assert "lr0" not in FakeYOLO.calls[-1] and "optimizer" not in FakeYOLO.calls[-1]
-    assert len((tmp_path / "runs" / "a" / "train_seconds.log").read_text().split()) == 2
+    assert "freeze" not in FakeYOLO.calls[-1] and FakeYOLO.calls[-1]["model"] == "yolo26n.yaml"
+    # The project's own model YAML is found by name; --freeze reaches ultralytics.
+    train_detector(
+        DetectorTrainConfig(**{**base.__dict__, "model": "yolo26n-lite0.yaml", "freeze": 1})
+    )
+    call = FakeYOLO.calls[-1]
+    assert Path(call["model"]).is_file() and Path(call["model"]).name == "yolo26n-lite0.yaml"
+    assert call["freeze"] == 1
+    assert len((tmp_path / "runs" / "a" / "train_seconds.log").read_text().split()) == 3
 
 
 def test_train_detector_cli_passes_the_options(
@@ -102,6 +110,11 @@ def test_train_detector_cli_passes_the_options(
     argv = ["train-detector", "--data", str(data), "--aug", "degrees=45", "--aug", "mosaic=0.5"]
     assert main([*argv, "--lr0", "0.002"]) == 0
     assert dict(seen[0].augment) == {"degrees": 45.0, "mosaic": 0.5} and seen[0].lr0 == 0.002
+    assert seen[0].freeze is None
+    assert main([*argv, "--model", "yolo26n-lite0.yaml", "--freeze", "1"]) == 0
+    assert (seen[1].model, seen[1].freeze) == ("yolo26n-lite0.yaml", 1)
+    with pytest.raises(SystemExit):
+        main([*argv, "--freeze", "-1"])
     assert main(["train-detector", "--data", str(data), "--aug", "rotate=45"]) == 2
 
 

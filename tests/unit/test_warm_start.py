@@ -1,7 +1,10 @@
-"""Warm start: the shipped detector ONNX rebuilt into an ultralytics checkpoint.
+"""Warm start: a YOLO26n detector ONNX rebuilt into an ultralytics checkpoint.
 
-One rebuild (``gesture-train rebuild-detector``, about 25 s on two real SubhiH photos); the
-saved checkpoint is loaded back by ultralytics and must still give the ONNX file's outputs.
+The ONNX file is the YOLO26n detector shipped until 2026-12-03, read from git (the shipped
+detector is now ``yolo26n-lite0``, continued from its own ``.pt``; rebuilding is for YOLO26n
+exports). One rebuild (``gesture-train rebuild-detector``, about 25 s on two real SubhiH
+photos); the saved checkpoint is loaded back by ultralytics and must still give the ONNX
+file's outputs.
 """
 
 from __future__ import annotations
@@ -24,16 +27,18 @@ from gesture_recognition.training.warm_start import (
     _one2one_name,
     rebuild_detector,
 )
-from tests.conftest import REPO
 from tests.unit.subhih_photos import PHOTOS
+from tests.unit.yolo26n_export import write_yolo26n_detector
 
-ONNX = REPO / "models" / "hand_detector.onnx"
+
+@pytest.fixture(scope="module")
+def onnx_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The YOLO26n detector shipped until 2026-12-03, as the repository's history holds it."""
+    return write_yolo26n_detector(tmp_path_factory.mktemp("yolo26n"))
 
 
 @pytest.fixture(scope="module")
 def photos(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not ONNX.is_file():
-        pytest.skip(f"no shipped detector at {ONNX}")
     folder = tmp_path_factory.mktemp("calib")
     for rel in PHOTOS[:2]:
         shutil.copy(shared_data / "subhih_hands" / rel, folder / Path(rel).name)
@@ -42,11 +47,11 @@ def photos(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def checkpoint(
-    photos: Path, tmp_path_factory: pytest.TempPathFactory
+    onnx_file: Path, photos: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Path, RebuildReport]:
     """``gesture-train rebuild-detector`` once; the report its rebuild returned."""
     out = tmp_path_factory.mktemp("warm") / "warm.pt"
-    argv = ["rebuild-detector", "--onnx", str(ONNX), "--photos", str(photos)]
+    argv = ["rebuild-detector", "--onnx", str(onnx_file), "--photos", str(photos)]
     argv += ["--limit", "2", "--out", str(out)]
     reports: list[RebuildReport] = []
     original = warm_start.rebuild_detector
@@ -79,7 +84,7 @@ def test_rebuild_reports_what_it_loaded(checkpoint: tuple[Path, RebuildReport]) 
 
 
 def test_the_saved_checkpoint_is_the_onnx_network(
-    checkpoint: tuple[Path, RebuildReport], photos: Path
+    checkpoint: tuple[Path, RebuildReport], photos: Path, onnx_file: Path
 ) -> None:
     import onnxruntime as ort
     from ultralytics import YOLO
@@ -92,7 +97,7 @@ def test_the_saved_checkpoint_is_the_onnx_network(
     net.eval()
     head = net.model[-1]
     head.end2end = True
-    session = ort.InferenceSession(str(ONNX), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
     for photo in sorted(photos.iterdir()):
         canvas, _ = letterbox(load_image(photo), 320, stride=32)
         x = to_detector_tensor(canvas)
@@ -106,9 +111,9 @@ def test_the_saved_checkpoint_is_the_onnx_network(
             assert np.abs(ours[0, keep] - theirs[0, keep]).max() <= MAX_ABS_DIFF
 
 
-def test_another_architecture_is_refused(photos: Path) -> None:
+def test_another_architecture_is_refused(photos: Path, onnx_file: Path) -> None:
     images = sorted(photos.iterdir())
     with pytest.raises(ValueError, match=r"ONNX weight|no weights"):
-        rebuild_detector(ONNX, "yolo26s.yaml", images)
+        rebuild_detector(onnx_file, "yolo26s.yaml", images)
     with pytest.raises(ValueError, match="real photos"):
-        rebuild_detector(ONNX, "yolo26n.yaml", [])
+        rebuild_detector(onnx_file, "yolo26n.yaml", [])
