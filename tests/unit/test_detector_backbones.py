@@ -1,12 +1,11 @@
 """The ImageNet-pretrained Lite0 backbone under YOLO26n's neck and head (``yolo26n-lite0.yaml``).
 
-One tiny real training run (one epoch, two real SubhiH photos, 64 px) with the backbone frozen,
-then the ONNX export the server loads.
+One tiny real training run (one epoch, two real SubhiH photos with made-up boxes, 64 px) with
+the backbone frozen, then the ONNX export the server loads.
 """
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from gesture_recognition.training.detector_backbones import (
     register_backbones,
 )
 from gesture_recognition.training.pretrained import create_classifier
-from tests.unit.subhih_photos import PHOTOS, true_boxes
+from tests.unit.tiny_yolo_data import tiny_yolo_data
 
 LITE0_YAML = "yolo26n-lite0.yaml"
 
@@ -66,38 +65,15 @@ def test_project_model_finds_the_shipped_yaml() -> None:
     assert project_model("runs/x/last.pt") == "runs/x/last.pt"
 
 
-def _tiny_data(shared_data: Path, root: Path) -> Path:
-    for split, rels in (("train", PHOTOS[:2]), ("val", PHOTOS[2:])):
-        (root / "images" / split).mkdir(parents=True)
-        (root / "labels" / split).mkdir(parents=True)
-        for rel in rels:
-            photo = shared_data / "subhih_hands" / rel
-            shutil.copyfile(photo, root / "images" / split / photo.name)
-            rows = [
-                _yolo_row(box, 640, 480) for box in true_boxes(shared_data / "subhih_hands", rel)
-            ]
-            (root / "labels" / split / f"{photo.stem}.txt").write_text("\n".join(rows) + "\n")
-    data = root / "data.yaml"
-    data.write_text(f"path: {root}\ntrain: images/train\nval: images/val\nnames:\n  0: hand\n")
-    return data
-
-
-def _yolo_row(box: list[float], w: int, h: int) -> str:
-    x1, y1, x2, y2 = box
-    return (
-        f"0 {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} {(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}"
-    )
-
-
 @pytest.mark.slow  # one real epoch and an ONNX export (~40 s)
 def test_tiny_training_keeps_the_frozen_backbone_and_exports(
-    shared_data: Path, tmp_path: Path, imagenet_stem: torch.Tensor
+    tmp_path: Path, imagenet_stem: torch.Tensor
 ) -> None:
     import onnxruntime as ort
 
     from gesture_recognition.export.onnx_export import export_detector
 
-    data = _tiny_data(shared_data, tmp_path / "data")
+    data = tiny_yolo_data(tmp_path / "data")
     cfg = DetectorTrainConfig(
         data=data,
         model=LITE0_YAML,

@@ -43,6 +43,7 @@ from gesture_recognition.export.quantize import (
 )
 from gesture_recognition.export.verify_export import compare_outputs
 from gesture_recognition.labels import load_label_map
+from tests.unit.tiny_yolo_data import tiny_yolo_data
 from tests.unit.yolo26n_export import write_yolo26n_detector
 
 SIZE = 16
@@ -363,24 +364,6 @@ def test_detector_verification_limits():
         DetectorVerification(0.979, 0.5, 0.822, 0.822, 153).check(0.01)
     with pytest.raises(VerificationError, match="no photo"):
         DetectorVerification(0.0, 0.0, 0.0, 0.0, 0).check(0.01)
-
-
-def tiny_yolo_data(root: Path) -> Path:
-    """Two real SubhiH photos per split with made-up labels: enough to calibrate and verify."""
-    photos = sorted(
-        (shipped_models_dir().parent.parent / "shared/data/subhih_hands").rglob("*.jpg")
-    )
-    if len(photos) < 4:
-        pytest.skip("needs SubhiH photos in ../shared/data/subhih_hands")
-    for split, chunk in (("train", photos[:2]), ("val", photos[2:4])):
-        (root / "images" / split).mkdir(parents=True)
-        (root / "labels" / split).mkdir(parents=True)
-        for photo in chunk:
-            shutil.copyfile(photo, root / "images" / split / photo.name)
-            (root / "labels" / split / f"{photo.stem}.txt").write_text("0 0.5 0.5 0.3 0.3\n")
-    data = root / "data.yaml"
-    data.write_text(f"path: {root}\ntrain: images/train\nval: images/val\nnames:\n  0: hand\n")
-    return data
 
 
 @pytest.mark.slow  # quantises the shipped detector and runs it over photos (~15 s)
