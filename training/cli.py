@@ -63,6 +63,7 @@ def _cmd_train_detector(args: argparse.Namespace) -> int:
                 lr0=args.lr0,
                 warmup_epochs=args.warmup_epochs,
                 freeze=args.freeze,
+                freeze_blocks=args.freeze_blocks,
             )
         )
     print(f"best checkpoint: {best}")
@@ -230,6 +231,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=non_negative_int,
         default=None,
         help="keep the first N layers of the model YAML fixed (1: yolo26n-lite0's backbone)",
+    )
+    p.add_argument(
+        "--freeze-blocks",
+        type=non_negative_int,
+        default=None,
+        help="yolo26n-lite0: keep the backbone's stem + first N of its 7 stages fixed, "
+        "fine-tune the rest (instead of --freeze)",
     )
     p.set_defaults(func=_cmd_train_detector)
 

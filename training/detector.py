@@ -14,7 +14,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gesture_recognition.training.detector_backbones import project_model, register_backbones
+from gesture_recognition.training.detector_backbones import (
+    frozen_backbone_layers,
+    project_model,
+    register_backbones,
+)
 from gesture_recognition.training.offline import configure_offline
 
 DEFAULT_MODEL = "yolo26n.yaml"
@@ -86,6 +90,23 @@ class DetectorTrainConfig:
     # The first N layers of the model YAML keep their weights (ultralytics' ``freeze``); 1 holds
     # a pretrained backbone that the YAML builds as one layer (yolo26n-lite0.yaml's layer 0).
     freeze: int | None = None
+    # yolo26n-lite0 only: the backbone's stem and first N of its 7 stages keep their weights,
+    # the later stages are fine-tuned with the neck and head (``frozen_backbone_layers``).
+    freeze_blocks: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.freeze is not None and self.freeze_blocks is not None:
+            raise ValueError(
+                "give freeze (whole layers) or freeze_blocks (backbone stages), not both"
+            )
+        if self.freeze_blocks is not None:
+            frozen_backbone_layers(self.freeze_blocks)  # range check before any work
+
+    def ultralytics_freeze(self) -> int | list[str] | None:
+        """The value of ultralytics' ``freeze`` argument, None for its default (nothing)."""
+        if self.freeze_blocks is not None:
+            return frozen_backbone_layers(self.freeze_blocks)
+        return self.freeze
 
 
 def _check_model_source(model: str) -> None:
@@ -128,7 +149,7 @@ def train_detector(cfg: DetectorTrainConfig) -> Path:
         **dict(cfg.augment),
         **({} if cfg.lr0 is None else {"lr0": cfg.lr0, "optimizer": "AdamW"}),
         **({} if cfg.warmup_epochs is None else {"warmup_epochs": cfg.warmup_epochs}),
-        **({} if cfg.freeze is None else {"freeze": cfg.freeze}),
+        **({} if (freeze := cfg.ultralytics_freeze()) is None else {"freeze": freeze}),
     )
     _record_time(Path(cfg.project) / cfg.name, time.time() - started)
     return Path(cfg.project) / cfg.name / "weights" / "best.pt"

@@ -20,6 +20,7 @@ from torch import nn
 # The name the model YAML asks torchvision for.
 LITE0_BACKBONE = "gesture_efficientnet_lite0"
 MODELS_DIR = Path(__file__).resolve().parent / "detector_models"
+LITE0_STAGES = 7  # the stages after the stem (timm's ``blocks``)
 
 
 class InputScale(nn.Module):
@@ -66,6 +67,20 @@ def register_backbones() -> None:
 
     if LITE0_BACKBONE not in _api.BUILTIN_MODELS:
         _api.register_model(LITE0_BACKBONE)(_build_lite0)
+
+
+def frozen_backbone_layers(blocks: int) -> list[str]:
+    """ultralytics ``freeze`` entries that hold the Lite0 stem and its first ``blocks`` stages.
+
+    The early, high-resolution stages see edges and colour that ImageNet taught well and cost
+    most to back-propagate through; the later ones are where hands differ from ImageNet's
+    objects. ultralytics freezes a parameter when ``f"model.{entry}."`` is part of its name (and
+    keeps those layers' BatchNorm statistics fixed); the backbone is the YAML's layer 0, a
+    ``TorchVision`` block whose Sequential ``m`` holds the stem (``m.0``) then the stages.
+    """
+    if not 0 <= blocks <= LITE0_STAGES:
+        raise ValueError(f"freeze_blocks {blocks}: the Lite0 backbone has {LITE0_STAGES} stages")
+    return [f"0.m.{i}" for i in range(blocks + 1)]
 
 
 def project_model(name: str) -> str:

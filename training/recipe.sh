@@ -80,13 +80,28 @@ gesture-train combine-datasets "$RUNS/datasets/hands_v1/data.yaml" \
   "$RUNS/datasets/hagrid_teacher/data.yaml" "$RUNS/datasets/copy_paste/data.yaml" \
   --out "$RUNS/datasets/hands_v2.yaml"
 
+step "5b. teacher boxes on the 218 students' sign-language digit photos (people no other detector
+   set shows): MediaPipe at confidence >= 0.9, audited rather than reviewed photo by photo
+   (training/reviews/README.md); the detector trains on every 4th training photo"
+gesture-train detect "$DATA/sign_language_digits" --teacher mediapipe \
+  --out "$T/sign_language_digits.json"
+rm -rf "$RUNS/pseudo/sld_teacher" "$RUNS/datasets/sld_teacher"
+gesture-train pseudo-labels export --cache "$T/sign_language_digits.json" --conf 0.9 \
+  --out "$RUNS/pseudo/sld_teacher"
+gesture-train pseudo-labels dataset --reviewed "$RUNS/pseudo/sld_teacher" \
+  --out "$RUNS/datasets/sld_teacher"
+ls "$RUNS/datasets/sld_teacher/images/train" | sort | awk 'NR % 4 == 1' \
+  | sed "s#^#$(pwd)/$RUNS/datasets/sld_teacher/images/train/#" > "$RUNS/datasets/sld_teacher_quarter.txt"
+
 step "6. the detector: warm start from the detector shipped before (git 88e2160, rebuilt from its
    ONNX file); stage 1 fine-tunes it at a low learning rate without warm-up on the real photos,
    stage 2 on the same photos with the reviewed HaGRID scenes drawn four times as often (the
    only boxed photos of many different people). The copy-paste arm (det_paste: stage 1's
    settings on hands_v2.yaml) trailed stage 1 on the same validation photos and was stopped
-   after three epochs. The shipped detector (det_lite0f, last): YOLO26n's neck and head on the
-   frozen ImageNet EfficientNet-Lite0 backbone, on stage 2's photos (models/MODEL_CARD.md)"
+   after three epochs. det_lite0f: YOLO26n's neck and head on the frozen ImageNet
+   EfficientNet-Lite0 backbone, on stage 2's photos. The shipped detector (det_lite0p, last):
+   det_lite0f continued with Lite0's stages 5-7 trainable and the digit photos added
+   (models/MODEL_CARD.md)"
 W="$RUNS/warm"
 mkdir -p "$W"
 for f in hand_detector.onnx hand_detector.json; do
@@ -112,14 +127,26 @@ printf '%s\n' "train:" "- $D/hands_v1/images/train" \
   --imgsz 320 --epochs 12 --hours 0.9 --patience 30 --lr0 0.0003 --warmup-epochs 0 "${AUG[@]}" \
   --aug close_mosaic=3 --project "$RUNS/detector" --name det_hagrid
 # Stage 2 was the detector shipped until the next run replaced it (models/MODEL_CARD.md).
-# The shipped detector: YOLO26n's neck and head on the ImageNet EfficientNet-Lite0 backbone
+# YOLO26n's neck and head on the ImageNet EfficientNet-Lite0 backbone
 # (training/detector_models/yolo26n-lite0.yaml), the backbone frozen, the same photos as stage 2,
 # no warm start; chosen over stage 2 on the validation photos by the card's rule.
 [ -f "$RUNS/detector/det_lite0f/weights/last.pt" ] || OMP_NUM_THREADS=2 gesture-train train-detector \
   --data "$D/hands_hagrid_x4.yaml" --model yolo26n-lite0.yaml --freeze 1 \
   --imgsz 320 --epochs 40 --hours 1.4 --patience 40 "${AUG[@]}" --aug close_mosaic=3 \
   --project "$RUNS/detector" --name det_lite0f
-gesture-train export-detector "$RUNS/detector/det_lite0f/weights/last.pt" --out models --imgsz 320
+# The shipped detector: det_lite0f continued, the Lite0 stem and stages 1-4 fixed, stages 5-7
+# fine-tuned with the neck and head; its photos + every 4th digit photo with a teacher box (5b).
+printf '%s\n' "train:" "- $D/hands_v1/images/train" \
+  "- $D/hagrid_teacher/images/train" "- $D/hagrid_teacher/images/train" \
+  "- $D/hagrid_teacher/images/train" "- $D/hagrid_teacher/images/train" \
+  "- $D/sld_teacher_quarter.txt" \
+  "val:" "- $D/hands_v1/images/val" "- $D/hagrid_teacher/images/val" \
+  "names:" "  0: hand" "test: $D/hands_v1/images/test" > "$D/hands_hagrid_x4_sld.yaml"
+[ -f "$RUNS/detector/det_lite0p/weights/last.pt" ] || OMP_NUM_THREADS=2 gesture-train train-detector \
+  --data "$D/hands_hagrid_x4_sld.yaml" --model "$RUNS/detector/det_lite0f/weights/last.pt" \
+  --freeze-blocks 4 --imgsz 320 --epochs 12 --hours 1.65 --patience 30 --lr0 0.0003 \
+  --warmup-epochs 0 "${AUG[@]}" --aug close_mosaic=3 --project "$RUNS/detector" --name det_lite0p
+gesture-train export-detector "$RUNS/detector/det_lite0p/weights/last.pt" --out models --imgsz 320
 
 step "7. the classifiers: HaGRID (14 classes, served as models/hagrid) and MachinesCanSee (the same
    network, HaGRID's probabilities summed by label_maps/mcs2021.json's merge; served by default)"

@@ -1,7 +1,7 @@
 """The ImageNet-pretrained Lite0 backbone under YOLO26n's neck and head (``yolo26n-lite0.yaml``).
 
 One tiny real training run (one epoch, two real SubhiH photos with made-up boxes, 64 px) with
-the backbone frozen, then the ONNX export the server loads.
+the backbone's early stages frozen, then the ONNX export the server loads.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from gesture_recognition.training.detector_backbones import (
     LITE0_BACKBONE,
     InputScale,
     Lite0Features,
+    frozen_backbone_layers,
     project_model,
     register_backbones,
 )
@@ -30,6 +31,21 @@ LITE0_YAML = "yolo26n-lite0.yaml"
 @pytest.fixture(scope="module")
 def imagenet_stem() -> torch.Tensor:
     return create_classifier(pretrained=True).conv_stem.weight.detach().clone()
+
+
+def _first_conv(stage: torch.nn.Module) -> torch.Tensor:
+    conv = next(m for m in stage.modules() if isinstance(m, torch.nn.Conv2d))
+    return conv.weight.detach().float()
+
+
+def test_frozen_backbone_layers_name_the_stem_and_stages() -> None:
+    assert frozen_backbone_layers(0) == ["0.m.0"]
+    assert frozen_backbone_layers(4) == ["0.m.0", "0.m.1", "0.m.2", "0.m.3", "0.m.4"]
+    with pytest.raises(ValueError, match="7 stages"):
+        frozen_backbone_layers(8)
+    with pytest.raises(ValueError, match="not both"):
+        DetectorTrainConfig(data=Path("d.yaml"), freeze=1, freeze_blocks=2)
+    assert DetectorTrainConfig(data=Path("d.yaml"), freeze=1).ultralytics_freeze() == 1
 
 
 def test_registered_under_a_torchvision_name(imagenet_stem: torch.Tensor) -> None:
@@ -66,9 +82,7 @@ def test_project_model_finds_the_shipped_yaml() -> None:
 
 
 @pytest.mark.slow  # one real epoch and an ONNX export (~40 s)
-def test_tiny_training_keeps_the_frozen_backbone_and_exports(
-    tmp_path: Path, imagenet_stem: torch.Tensor
-) -> None:
+def test_tiny_training_keeps_the_frozen_stages_and_exports(tmp_path: Path) -> None:
     import onnxruntime as ort
 
     from gesture_recognition.export.onnx_export import export_detector
@@ -84,7 +98,7 @@ def test_tiny_training_keeps_the_frozen_backbone_and_exports(
         plots=False,
         project=tmp_path / "runs",
         name="lite0",
-        freeze=1,
+        freeze_blocks=4,
         warmup_epochs=0,  # else the first steps' weight learning rate is 0: nothing could move
     )
     best = train_detector(cfg)
@@ -93,11 +107,17 @@ def test_tiny_training_keeps_the_frozen_backbone_and_exports(
     saved: Any = torch.load(last, map_location="cpu", weights_only=False)
     net = saved["model"].float()
     backbone = net.model[0].m
-    # Frozen: still ImageNet's, up to the float16 the checkpoint stores (an unfrozen stem moves
-    # by about the learning rate, 2e-3, in its one AdamW step).
-    stem = backbone[0][1].weight.float()
-    assert bool(((stem - imagenet_stem).abs() <= imagenet_stem.abs() * 2**-10 + 1e-7).all())
-    assert saved["train_args"]["freeze"] == 1
+    imagenet = Lite0Features(pretrained=True).features
+
+    def still_imagenet(i: int) -> bool:
+        # Up to the float16 the checkpoint stores; a trained weight moves by about the
+        # learning rate, 2e-3, in its one AdamW step.
+        w, ref = _first_conv(backbone[i]), _first_conv(imagenet[i])
+        return bool(((w - ref).abs() <= ref.abs() * 2**-10 + 1e-7).all())
+
+    assert all(still_imagenet(i) for i in range(5))  # the stem and stages 1-4: frozen
+    assert not still_imagenet(5) and not still_imagenet(7)  # stages 5-7: fine-tuned
+    assert saved["train_args"]["freeze"] == frozen_backbone_layers(4)
 
     export_detector(last, tmp_path / "models", imgsz=64, max_batch=2)
     session = ort.InferenceSession(

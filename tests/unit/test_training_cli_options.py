@@ -92,7 +92,10 @@ def test_augmentation_and_lr0_reach_ultralytics(
     call = FakeYOLO.calls[-1]
     assert Path(call["model"]).is_file() and Path(call["model"]).name == "yolo26n-lite0.yaml"
     assert call["freeze"] == 1
-    assert len((tmp_path / "runs" / "a" / "train_seconds.log").read_text().split()) == 3
+    # --freeze-blocks: ultralytics' freeze as the names of the Lite0 stem and first stages.
+    train_detector(DetectorTrainConfig(**{**base.__dict__, "freeze_blocks": 2}))
+    assert FakeYOLO.calls[-1]["freeze"] == ["0.m.0", "0.m.1", "0.m.2"]
+    assert len((tmp_path / "runs" / "a" / "train_seconds.log").read_text().split()) == 4
 
 
 def test_train_detector_cli_passes_the_options(
@@ -115,6 +118,12 @@ def test_train_detector_cli_passes_the_options(
     assert (seen[1].model, seen[1].freeze) == ("yolo26n-lite0.yaml", 1)
     with pytest.raises(SystemExit):
         main([*argv, "--freeze", "-1"])
+    assert main([*argv, "--model", "yolo26n-lite0.yaml", "--freeze-blocks", "4"]) == 0
+    assert (seen[2].freeze, seen[2].freeze_blocks) == (None, 4)
+    # Both, or more stages than Lite0 has: a clear error, exit status 2, nothing trained.
+    assert main([*argv, "--freeze", "1", "--freeze-blocks", "4"]) == 2
+    assert main([*argv, "--freeze-blocks", "8"]) == 2
+    assert len(seen) == 3
     assert main(["train-detector", "--data", str(data), "--aug", "rotate=45"]) == 2
 
 
