@@ -18,6 +18,7 @@ from gesture_recognition.training.detector_backbones import (
     frozen_backbone_layers,
     project_model,
     register_backbones,
+    require_lite0_backbone,
 )
 from gesture_recognition.training.offline import configure_offline
 
@@ -127,6 +128,8 @@ def train_detector(cfg: DetectorTrainConfig) -> Path:
     from ultralytics import YOLO
 
     model = YOLO(project_model(cfg.model))
+    if cfg.freeze_blocks is not None:
+        require_lite0_backbone(model.model)
     started = time.time()
     model.train(
         data=str(Path(cfg.data).resolve()),

@@ -83,6 +83,22 @@ def frozen_backbone_layers(blocks: int) -> list[str]:
     return [f"0.m.{i}" for i in range(blocks + 1)]
 
 
+def require_lite0_backbone(network: object) -> None:
+    """Refuse ``freeze_blocks`` on a network without the Lite0 backbone at layer 0.
+
+    ultralytics matches ``freeze`` entries by name and silently freezes nothing when none
+    matches (e.g. YOLO26n's own layer 0 is a plain Conv): training would then look right and
+    move the layers the user meant to keep.
+    """
+    last_stage = f"model.0.m.{LITE0_STAGES}."
+    names = [n for n, _ in network.named_parameters()] if isinstance(network, nn.Module) else []
+    if not any(name.startswith(last_stage) for name in names):
+        raise ValueError(
+            "freeze_blocks needs the Lite0 backbone at layer 0 (yolo26n-lite0.yaml or a checkpoint "
+            "trained from it); this model has none: use freeze for whole layers"
+        )
+
+
 def project_model(name: str) -> str:
     """The path of a model YAML shipped with the project (``yolo26n-lite0.yaml``), else ``name``."""
     local = MODELS_DIR / name

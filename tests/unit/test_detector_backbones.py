@@ -21,6 +21,7 @@ from gesture_recognition.training.detector_backbones import (
     frozen_backbone_layers,
     project_model,
     register_backbones,
+    require_lite0_backbone,
 )
 from gesture_recognition.training.pretrained import create_classifier
 from tests.unit.tiny_yolo_data import tiny_yolo_data
@@ -46,6 +47,16 @@ def test_frozen_backbone_layers_name_the_stem_and_stages() -> None:
     with pytest.raises(ValueError, match="not both"):
         DetectorTrainConfig(data=Path("d.yaml"), freeze=1, freeze_blocks=2)
     assert DetectorTrainConfig(data=Path("d.yaml"), freeze=1).ultralytics_freeze() == 1
+
+
+def test_freeze_blocks_refuses_a_network_without_the_lite0_backbone() -> None:
+    from ultralytics.nn.tasks import DetectionModel
+
+    register_backbones()
+    require_lite0_backbone(DetectionModel(project_model(LITE0_YAML), nc=1, verbose=False))
+    # YOLO26n's layer 0 is a Conv: ultralytics would freeze nothing and say nothing.
+    with pytest.raises(ValueError, match="Lite0 backbone"):
+        require_lite0_backbone(DetectionModel("yolo26n.yaml", nc=1, verbose=False))
 
 
 def test_registered_under_a_torchvision_name(imagenet_stem: torch.Tensor) -> None:

@@ -92,8 +92,12 @@ def test_augmentation_and_lr0_reach_ultralytics(
     call = FakeYOLO.calls[-1]
     assert Path(call["model"]).is_file() and Path(call["model"]).name == "yolo26n-lite0.yaml"
     assert call["freeze"] == 1
-    # --freeze-blocks: ultralytics' freeze as the names of the Lite0 stem and first stages.
+    # --freeze-blocks: ultralytics' freeze as the names of the Lite0 stem and first stages
+    # (the backbone check has its own test with real networks).
+    checked: list[object] = []
+    monkeypatch.setattr(det, "require_lite0_backbone", checked.append)
     train_detector(DetectorTrainConfig(**{**base.__dict__, "freeze_blocks": 2}))
+    assert checked == ["yolo26n.yaml"]  # FakeYOLO's model
     assert FakeYOLO.calls[-1]["freeze"] == ["0.m.0", "0.m.1", "0.m.2"]
     assert len((tmp_path / "runs" / "a" / "train_seconds.log").read_text().split()) == 4
 
