@@ -23,6 +23,12 @@ MODELS_DIR = Path(__file__).resolve().parent / "detector_models"
 LITE0_STAGES = 7  # the stages after the stem (timm's ``blocks``)
 
 
+def _backbone_part(index: int) -> str:
+    # The YAML's layer 0 is a ``TorchVision`` block; its Sequential ``m`` holds the stem (0)
+    # then the stages. ultralytics names a layer's parameters ``model.<this>.``.
+    return f"0.m.{index}"
+
+
 class InputScale(nn.Module):
     """[0, 1] images (ultralytics' input) to [-1, 1] (the Lite0 weights' mean 0.5, std 0.5)."""
 
@@ -75,12 +81,11 @@ def frozen_backbone_layers(blocks: int) -> list[str]:
     The early, high-resolution stages see edges and colour that ImageNet taught well and cost
     most to back-propagate through; the later ones are where hands differ from ImageNet's
     objects. ultralytics freezes a parameter when ``f"model.{entry}."`` is part of its name (and
-    keeps those layers' BatchNorm statistics fixed); the backbone is the YAML's layer 0, a
-    ``TorchVision`` block whose Sequential ``m`` holds the stem (``m.0``) then the stages.
+    keeps those layers' BatchNorm statistics fixed).
     """
     if not 0 <= blocks <= LITE0_STAGES:
         raise ValueError(f"freeze_blocks {blocks}: the Lite0 backbone has {LITE0_STAGES} stages")
-    return [f"0.m.{i}" for i in range(blocks + 1)]
+    return [_backbone_part(i) for i in range(blocks + 1)]
 
 
 def require_lite0_backbone(network: object) -> None:
@@ -90,7 +95,7 @@ def require_lite0_backbone(network: object) -> None:
     matches (e.g. YOLO26n's own layer 0 is a plain Conv): training would then look right and
     move the layers the user meant to keep.
     """
-    last_stage = f"model.0.m.{LITE0_STAGES}."
+    last_stage = f"model.{_backbone_part(LITE0_STAGES)}."
     names = [n for n, _ in network.named_parameters()] if isinstance(network, nn.Module) else []
     if not any(name.startswith(last_stage) for name in names):
         raise ValueError(

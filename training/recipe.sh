@@ -117,11 +117,15 @@ AUG=(--aug degrees=10 --aug scale=0.6 --aug flipud=0.1)
   --imgsz 320 --epochs 30 --hours 2 --patience 30 --lr0 0.0005 --warmup-epochs 0 "${AUG[@]}" \
   --project "$RUNS/detector" --name det_real
 D="$(pwd)/$RUNS/datasets"
-printf '%s\n' "train:" "- $D/hands_v1/images/train" \
-  "- $D/hagrid_teacher/images/train" "- $D/hagrid_teacher/images/train" \
-  "- $D/hagrid_teacher/images/train" "- $D/hagrid_teacher/images/train" \
-  "val:" "- $D/hands_v1/images/val" "- $D/hagrid_teacher/images/val" \
-  "names:" "  0: hand" "test: $D/hands_v1/images/test" > "$D/hands_hagrid_x4.yaml"
+# The real photos with the HaGRID scenes drawn four times, plus any further training entries.
+hagrid_x4_yaml() {
+  printf '%s\n' "train:" "- $D/hands_v1/images/train" \
+    "- $D/hagrid_teacher/images/train" "- $D/hagrid_teacher/images/train" \
+    "- $D/hagrid_teacher/images/train" "- $D/hagrid_teacher/images/train" "$@" \
+    "val:" "- $D/hands_v1/images/val" "- $D/hagrid_teacher/images/val" \
+    "names:" "  0: hand" "test: $D/hands_v1/images/test"
+}
+hagrid_x4_yaml > "$D/hands_hagrid_x4.yaml"
 [ -f "$RUNS/detector/det_hagrid/weights/last.pt" ] || OMP_NUM_THREADS=2 gesture-train train-detector \
   --data "$D/hands_hagrid_x4.yaml" --model "$RUNS/detector/det_real/weights/last.pt" \
   --imgsz 320 --epochs 12 --hours 0.9 --patience 30 --lr0 0.0003 --warmup-epochs 0 "${AUG[@]}" \
@@ -136,12 +140,7 @@ printf '%s\n' "train:" "- $D/hands_v1/images/train" \
   --project "$RUNS/detector" --name det_lite0f
 # The shipped detector: det_lite0f continued, the Lite0 stem and stages 1-4 fixed, stages 5-7
 # fine-tuned with the neck and head; its photos + every 4th digit photo with a teacher box (5b).
-printf '%s\n' "train:" "- $D/hands_v1/images/train" \
-  "- $D/hagrid_teacher/images/train" "- $D/hagrid_teacher/images/train" \
-  "- $D/hagrid_teacher/images/train" "- $D/hagrid_teacher/images/train" \
-  "- $D/sld_teacher_quarter.txt" \
-  "val:" "- $D/hands_v1/images/val" "- $D/hagrid_teacher/images/val" \
-  "names:" "  0: hand" "test: $D/hands_v1/images/test" > "$D/hands_hagrid_x4_sld.yaml"
+hagrid_x4_yaml "- $D/sld_teacher_quarter.txt" > "$D/hands_hagrid_x4_sld.yaml"
 [ -f "$RUNS/detector/det_lite0p/weights/last.pt" ] || OMP_NUM_THREADS=2 gesture-train train-detector \
   --data "$D/hands_hagrid_x4_sld.yaml" --model "$RUNS/detector/det_lite0f/weights/last.pt" \
   --freeze-blocks 4 --imgsz 320 --epochs 12 --hours 1.65 --patience 30 --lr0 0.0003 \
