@@ -82,8 +82,11 @@ from gesture_recognition.training.pretrained import (
     freeze_blocks,
     model_mean_std,
 )
+from gesture_recognition.training.scene_context import SceneContext
 
 LAST_CHECKPOINT = "last.pt"
+
+
 @dataclass
 class TrainedClassifier:
     model: nn.Module
@@ -277,7 +280,11 @@ def _setup(cfg: ClassifierTrainConfig, ctx: DistContext) -> _Run:
     train_labels = [r.index for r in train_rows]
     train_sampler = _train_sampler(cfg, train_labels, ctx)
     train_tf = TrainTransform(cfg.input_size, mean, std)
-    train_set = CropDataset(train_rows, train_tf, ServedView() if served else None)
+    context = SceneContext(cfg.context_scenes) if cfg.context_scenes else None
+    if context is not None:
+        say(f"context: {len(context)} boxed hands in {len(cfg.context_scenes)} scene folders")
+    train_view = ServedView(context=context, context_share=cfg.context_share) if served else None
+    train_set = CropDataset(train_rows, train_tf, train_view)
     train_loader = _loader(train_set, cfg, train_sampler, device)
     val_loader = _loader(CropDataset(val_rows, eval_tf, eval_view), cfg, None, device)
 

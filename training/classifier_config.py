@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -42,6 +42,11 @@ class ClassifierTrainConfig:
     # ``tight_box`` rows (ready-made tight hand crops): shown in the served crop geometry
     # (``served``, ServedView) or stretched to the input as they are (``stretch``).
     tight_crops: TightCrops = "served"
+    # Boxed photos of people (``images/train`` folders of detector datasets): a share
+    # ``context_share`` of the served views shows the tight crop over one of their hands, the
+    # photo around it as margin (training.scene_context); empty: margins from the crop only.
+    context_scenes: list[str] = field(default_factory=list)
+    context_share: float = 0.5
     # Balanced draws per epoch (None: as many as training rows): a large set in shorter epochs,
     # so validation, early stopping and checkpoints come more often.
     samples_per_epoch: int | None = None
@@ -60,6 +65,11 @@ class ClassifierTrainConfig:
             self.export_dir = Path(self.export_dir)
         if self.tight_crops not in ("served", "stretch"):
             raise ValueError(f"tight_crops must be served or stretch, got {self.tight_crops!r}")
+        self.context_scenes = [str(p) for p in self.context_scenes]
+        if self.context_scenes and self.tight_crops != "served":
+            raise ValueError("context_scenes needs tight_crops='served' (they fill its margin)")
+        if not 0.0 <= self.context_share <= 1.0:
+            raise ValueError(f"context_share must be in [0, 1], got {self.context_share}")
         if self.samples_per_epoch is not None and self.samples_per_epoch < 1:
             raise ValueError(f"samples_per_epoch must be >= 1, got {self.samples_per_epoch}")
         if self.samples_per_epoch is not None and self.balance != "sampler":

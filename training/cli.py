@@ -72,15 +72,17 @@ def _cmd_train_detector(args: argparse.Namespace) -> int:
 
 def _cmd_rebuild_detector(args: argparse.Namespace) -> int:
     from gesture_recognition.training.detect_cache import list_images
+    from gesture_recognition.training.detector_backbones import project_model
     from gesture_recognition.training.warm_start import rebuild_detector, save_checkpoint
 
+    model_yaml = project_model(args.model)  # yolo26n-lite0.yaml: the project's own YAML
     photos = list_images(Path(args.photos))
     if not photos:
         raise FileNotFoundError(f"no photos under {args.photos}")
     step = max(1, len(photos) // args.limit)
     chosen = photos[::step][: args.limit]
-    model, report = rebuild_detector(Path(args.onnx), args.model, chosen, args.imgsz)
-    path = save_checkpoint(model, Path(args.out), args.model, args.imgsz)
+    model, report = rebuild_detector(Path(args.onnx), model_yaml, chosen, args.imgsz)
+    path = save_checkpoint(model, Path(args.out), model_yaml, args.imgsz)
     print(
         f"wrote {path}: {report.loaded} parameters from {Path(args.onnx).name}, "
         f"{report.copied_heads} one-to-many head parameters copied from the one-to-one head; "
@@ -133,6 +135,8 @@ def _cmd_train_classifier(args: argparse.Namespace) -> int:
             resume=Path(args.resume) if args.resume else None,
             export_dir=Path(args.out),
             tight_crops=args.tight_crops,
+            context_scenes=args.context_scenes or [],
+            context_share=args.context_share,
             samples_per_epoch=args.samples_per_epoch,
             freeze_blocks=args.freeze_blocks,
             channels_last=not args.no_channels_last,
@@ -246,7 +250,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="a shipped detector ONNX -> an ultralytics checkpoint to fine-tune (checked)",
     )
     p.add_argument("--onnx", default="models/hand_detector.onnx")
-    p.add_argument("--model", default="yolo26n.yaml", help="the architecture it was exported from")
+    p.add_argument(
+        "--model",
+        default="yolo26n-lite0.yaml",
+        help="the architecture it was exported from (yolo26n.yaml for detectors before 2026-12-03)",
+    )
     p.add_argument("--photos", required=True, help="real photos to calibrate and check on")
     p.add_argument("--limit", type=positive_int, default=32, help="photos to check on")
     p.add_argument("--imgsz", type=int, default=320)
@@ -296,6 +304,19 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["served", "stretch"],
         default="served",
         help="tight_box crops: shown in the served geometry (default) or stretched as they are",
+    )
+    p.add_argument(
+        "--context-scenes",
+        action="append",
+        metavar="DIR",
+        help="images/train folder of boxed photos: tight crops are also shown over their hands, "
+        "the photo around as margin (repeatable)",
+    )
+    p.add_argument(
+        "--context-share",
+        type=float,
+        default=0.5,
+        help="share of served views drawn over --context-scenes (default 0.5)",
     )
     p.add_argument("--samples-per-epoch", type=int, default=None, help="balanced draws an epoch")
     p.add_argument("--freeze-blocks", type=int, default=0, help="keep stem + N blocks pretrained")

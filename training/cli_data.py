@@ -144,7 +144,11 @@ def _cmd_pseudo_labels(args: argparse.Namespace) -> int:
 
 def _cmd_import_crops(args: argparse.Namespace) -> int:
     from gesture_recognition.labels import load_label_map
-    from gesture_recognition.training.crop_import import import_crops, read_mapping
+    from gesture_recognition.training.crop_import import (
+        import_crops,
+        read_mapping,
+        read_test_list,
+    )
     from gesture_recognition.training.near_duplicates import find_near_duplicates, write_matches
 
     out = Path(args.out)
@@ -172,6 +176,7 @@ def _cmd_import_crops(args: argparse.Namespace) -> int:
         seed=args.seed,
         split=args.split,
         exclude_groups=excluded,
+        test_items=read_test_list(Path(args.test_list)) if args.test_list else None,
     )
     print(report.summary())
     return 0
@@ -194,7 +199,7 @@ def _cmd_copy_paste(args: argparse.Namespace) -> int:
     )
 
     scenes = [s for folder in args.scenes for s in read_scenes(Path(folder))]
-    hands = read_hand_crops(Path(args.hands), split="train")
+    hands = read_hand_crops(Path(args.hands), split=args.split)
     report = write_composites(
         scenes, hands, Path(args.out), PasteConfig(images=args.images, seed=args.seed)
     )
@@ -347,6 +352,11 @@ def add_data_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--split", choices=["train", "val", "test"], help="all crops into one split")
     p.add_argument("--val", type=float, default=0.1)
     p.add_argument("--test", type=float, default=0.1)
+    p.add_argument(
+        "--test-list",
+        help="file of crop paths (relative to root) whose groups form the test split, "
+        "e.g. an earlier model's held-out crops; the rest is split by --val",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--held-out-photos", help="photos kept for tests (e.g. hagrid_crops)")
     p.add_argument(
@@ -368,7 +378,13 @@ def add_data_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument(
         "--scenes", action="append", required=True, help="an images/train folder of a dataset"
     )
-    p.add_argument("--hands", required=True, help="import-crops folder (its train split is used)")
+    p.add_argument("--hands", required=True, help="import-crops folder (its --split is pasted)")
+    p.add_argument(
+        "--split",
+        choices=["train", "val", "test"],
+        default="train",
+        help="which crops to paste (val: composites to validate on, with val scenes)",
+    )
     p.add_argument("--images", type=int, default=3000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)

@@ -49,6 +49,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 class ImportReport(SkipLog):
     written: Counter[str] = field(default_factory=Counter)  # per split
     labels: Counter[str] = field(default_factory=Counter)
+    test_list_missing: int = 0  # listed test crops not imported (dropped or absent)
     max_examples: ClassVar[int] = 3
 
     def summary(self) -> str:
@@ -57,6 +58,8 @@ class ImportReport(SkipLog):
             + ", ".join(f"{k} {v}" for k, v in sorted(self.written.items())),
             "labels: " + ", ".join(f"{k} {v}" for k, v in sorted(self.labels.items())),
         ]
+        if self.test_list_missing:
+            lines.append(f"test list: {self.test_list_missing} listed crops not imported")
         return "\n".join(lines + self.skipped_lines())
 
 
@@ -126,12 +129,15 @@ def import_crops(
     seed: int = 0,
     split: str | None = None,
     exclude_groups: Collection[str] = (),
+    test_items: Collection[str] | None = None,
 ) -> ImportReport:
     """Write ``out_dir/manifest.csv`` for the crops under ``root``; returns the report.
 
     ``split`` puts every crop in one split (a training-only source); otherwise whole groups are
     split train/val/test by ``fractions`` (val, test), stratified by label
-    (:func:`training.splits.grouped_split`).
+    (:func:`training.splits.grouped_split`). ``test_items`` (crop paths relative to ``root``)
+    fixes the test split instead: the groups of the listed crops, so that a retrained model is
+    measured on the crops an earlier one was; the other groups are split train/val.
     """
     root, out_dir = Path(root), Path(out_dir)
     if not root.is_dir():
@@ -170,6 +176,8 @@ def import_crops(
         kept.append(_Row(row.rel, label_map.canonical(label), row.group))
     if split is not None:
         sides = {r.rel: split for r in kept}
+    elif test_items is not None:
+        sides = _split_with_test_list(kept, set(test_items), fractions[0], seed, report)
     else:
         sides = grouped_split(
             {r.rel: r.label for r in kept}, {r.rel: r.group for r in kept}, fractions, seed
@@ -199,6 +207,26 @@ def import_crops(
     assert not (out_dir / CROP_CONFIG).exists()
     (out_dir / "import_report.txt").write_text(report.summary() + "\n", encoding="utf-8")
     return report
+
+
+def _split_with_test_list(
+    kept: list[_Row], test_items: set[str], val_fraction: float, seed: int, report: ImportReport
+) -> dict[str, str]:
+    test_groups = {r.group for r in kept if r.rel in test_items}
+    report.test_list_missing = len(test_items - {r.rel for r in kept})
+    rest = [r for r in kept if r.group not in test_groups]
+    sides = grouped_split(
+        {r.rel: r.label for r in rest}, {r.rel: r.group for r in rest}, (val_fraction, 0.0), seed
+    )
+    sides.update({r.rel: "test" for r in kept if r.group in test_groups})
+    return sides
+
+
+def read_test_list(path: Path) -> list[str]:
+    """Crop paths (relative to the imported folder), one a line; ``#`` starts a comment."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    items = [line.split("#", 1)[0].strip() for line in lines]
+    return [item for item in items if item]
 
 
 def merge_crop_folders(folders: list[Path], out_dir: Path) -> int:

@@ -7,12 +7,16 @@ draws take torch's generator (seeded per epoch and per DataLoader worker).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageFilter
 
 from gesture_recognition.boxes import CropConfig
+
+if TYPE_CHECKING:
+    from gesture_recognition.training.scene_context import SceneContext
 
 
 class ServedView:
@@ -24,7 +28,9 @@ class ServedView:
     would meet a hand a third smaller inside its input, with background it never saw. This puts
     the crop on a square canvas of ``scale`` times its longer side and fills the margin with
     what the crop itself offers: its border pixels stretched outwards (``edge``), a blurred,
-    enlarged copy of it (``blur``), or its mean border colour (``colour``).
+    enlarged copy of it (``blur``), or its mean border colour (``colour``). Given a
+    :class:`~scene_context.SceneContext`, a share ``context_share`` of the draws instead puts
+    the crop over a real hand of a real photo, so the margin shows an arm, a body and a room.
 
     Training draws the scale from ``scales`` (detector boxes are not HaGRID's boxes: a few per
     cent larger or smaller), shifts the crop by up to ``shift`` of the canvas and picks a fill
@@ -42,6 +48,8 @@ class ServedView:
         fills: Sequence[str] = FILLS,
         random: bool = True,
         square: bool = True,
+        context: SceneContext | None = None,
+        context_share: float = 0.5,
     ) -> None:
         if not 1.0 <= scales[0] <= scales[1]:
             raise ValueError(f"scales must be 1 <= low <= high, got {scales}")
@@ -50,12 +58,13 @@ class ServedView:
             raise ValueError(f"fills must be among {self.FILLS}, got {tuple(fills)}")
         self.scales, self.shift, self.fills, self.random = scales, shift, tuple(fills), random
         self.square = square  # CropConfig.square: False grows each side and keeps the aspect
+        if not 0.0 <= context_share <= 1.0:
+            raise ValueError(f"context_share must be in [0, 1], got {context_share}")
+        self.context, self.context_share = context, context_share
 
     @classmethod
     def deterministic(cls, config: CropConfig) -> ServedView:
-        return cls(
-            (config.scale, config.scale), 0.0, ("edge",), random=False, square=config.square
-        )
+        return cls((config.scale, config.scale), 0.0, ("edge",), random=False, square=config.square)
 
     def _uniform(self, low: float, high: float) -> float:
         if not self.random or high <= low:
@@ -63,6 +72,9 @@ class ServedView:
         import torch
 
         return low + (high - low) * float(torch.rand(()))
+
+    def _draw_context(self) -> bool:
+        return self._uniform(0.0, 1.0) < self.context_share
 
     def _fill(self) -> str:
         if not self.random:
@@ -82,6 +94,10 @@ class ServedView:
         left = round(room_x / 2 + self._uniform(-self.shift, self.shift) * width)
         top = round(room_y / 2 + self._uniform(-self.shift, self.shift) * height)
         left, top = min(max(left, 0), room_x), min(max(top, 0), room_y)
+        if self.context is not None and self.context_share > 0 and self._draw_context():
+            canvas = self.context.canvas(width, height, (left, top, w, h), self._uniform(0.0, 1.0))
+            canvas[top : top + h, left : left + w] = crop
+            return canvas
         fill = self._fill()
         if fill == "edge":
             return np.pad(crop, ((top, room_y - top), (left, room_x - left), (0, 0)), mode="edge")

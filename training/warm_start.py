@@ -13,6 +13,9 @@ with a bias) under the original parameter names, so the model can be rebuilt fro
   ``(mean, var)`` measured on real photos, eval mode gives exactly ``conv(x) + bias`` and
   training mode (batch statistics close to ``mean, var``) nearly so, so training starts from
   the shipped network instead of a renormalised one;
+* a timm backbone's convolutions (``yolo26n-lite0``) were folded with their BatchNorms by the
+  ONNX exporter itself and carry anonymous initializers: they are matched to their modules by
+  the scope in their node's name;
 * the YOLO26 head's one-to-many branch, used only in training and not exported, starts as a
   copy of the exported one-to-one branch (they are the same architecture; ultralytics builds
   one as a deep copy of the other).
@@ -50,24 +53,51 @@ class RebuildReport:
     photos: int
 
 
+def _scope_module(node_name: str) -> str:
+    """An ONNX node's scope -> the module path it ran in.
+
+    ``/model.0/m.1/m.1.0/conv_dw/Conv`` -> ``model.0.m.1.0.conv_dw``: the exporter names each
+    level of a nested container with its whole dotted name, so a level extending the previous
+    one replaces it.
+    """
+    path: list[str] = []
+    for part in node_name.strip("/").split("/")[:-1]:
+        if path and part.startswith(path[-1] + "."):
+            path[-1] = part
+        else:
+            path.append(part)
+    return ".".join(path)
+
+
 def _onnx_weights(onnx_path: Path) -> dict[str, np.ndarray]:
+    """Initializers by parameter name. Convolutions the exporter folded a BatchNorm into itself
+    (a timm backbone's, unlike ultralytics' own ``Conv``, fused before export) carry anonymous
+    ``onnx::Conv_*`` initializers; they are named after their node's module."""
     import onnx
     from onnx import numpy_helper
 
     graph = onnx.load(str(onnx_path)).graph
-    return {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    weights = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    for node in graph.node:
+        if node.op_type != "Conv" or len(node.input) < 3:
+            continue
+        if not all(name.startswith("onnx::") for name in node.input[1:3]):
+            continue
+        module = _scope_module(node.name)
+        weights[f"{module}.weight"] = weights[node.input[1]]
+        weights[f"{module}.bias"] = weights[node.input[2]]
+    return weights
 
 
 def _conv_bn_pairs(model: nn.Module) -> list[tuple[str, nn.Conv2d, nn.BatchNorm2d | None]]:
-    """Every convolution with the BatchNorm that follows it in an ultralytics ``Conv``."""
+    """Every convolution with the BatchNorm right after it (an ultralytics ``Conv``'s
+    ``conv``/``bn``, a timm block's ``conv_dw``/``bn1``), or None when none follows."""
+    modules = list(model.named_modules())
     pairs: list[tuple[str, nn.Conv2d, nn.BatchNorm2d | None]] = []
-    for name, module in model.named_modules():
-        conv = getattr(module, "conv", None)
-        bn = getattr(module, "bn", None)
-        if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
-            pairs.append((f"{name}.conv", conv, bn))
-        elif isinstance(module, nn.Conv2d) and not name.endswith(".conv"):
-            pairs.append((name, module, None))
+    for i, (name, module) in enumerate(modules):
+        if isinstance(module, nn.Conv2d):
+            after = modules[i + 1][1] if i + 1 < len(modules) else None
+            pairs.append((name, module, after if isinstance(after, nn.BatchNorm2d) else None))
     return pairs
 
 
@@ -97,6 +127,10 @@ def rebuild_detector(
         raise ValueError("rebuilding a detector needs a few real photos to calibrate on")
     configure_offline()
     from ultralytics.nn.tasks import DetectionModel
+
+    from gesture_recognition.training.detector_backbones import register_backbones
+
+    register_backbones()  # yolo26n-lite0.yaml names the Lite0 backbone
 
     onnx_path = Path(onnx_path)
     spec = read_detector_spec(onnx_path.with_suffix(".json"))

@@ -35,6 +35,7 @@ from gesture_recognition.training.pretrained import create_classifier, freeze_bl
 from gesture_recognition.training.served_view import ServedView
 
 from .hagrid_hand_crops import link_crops, real_rows
+from .tiny_yolo_data import tiny_yolo_data
 
 LABELS = ("like", "palm", "peace")
 PER_SPLIT = {"train": 4, "val": 2, "test": 1}
@@ -60,9 +61,16 @@ def tight_crops(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def test_options_are_checked(tmp_path: Path) -> None:
-    for bad in ({"tight_crops": "squash"}, {"samples_per_epoch": 0}, {"freeze_blocks": -1}):
+    bad_options: list[dict[str, object]] = [
+        {"tight_crops": "squash"},
+        {"samples_per_epoch": 0},
+        {"freeze_blocks": -1},
+        {"context_share": 1.5},
+        {"context_scenes": [tmp_path], "tight_crops": "stretch"},  # no margin to fill
+    ]
+    for bad in bad_options:
         with pytest.raises(ValueError):
-            ClassifierTrainConfig(tmp_path, tmp_path / "out", **bad)
+            ClassifierTrainConfig(tmp_path, tmp_path / "out", **bad)  # type: ignore[arg-type]
 
 
 def test_samples_per_epoch_is_the_balanced_epoch_size(tmp_path: Path) -> None:
@@ -111,10 +119,13 @@ def test_freeze_blocks_checks_the_model() -> None:
 
 @pytest.fixture(scope="module")
 def tiny_run(tight_crops: Path, tmp_path_factory: pytest.TempPathFactory) -> TrainedClassifier:
-    """One tiny HaGRID training run on the tight crops (the two tests below share it)."""
+    """One tiny HaGRID training run on the tight crops, half of them shown over the hands of two
+    real boxed photos (the two tests below share it)."""
+    scenes = tiny_yolo_data(tmp_path_factory.mktemp("scenes")).parent / "images" / "train"
     cfg = ClassifierTrainConfig(
         crops_dir=tight_crops,
         out_dir=tmp_path_factory.mktemp("tiny") / "run",
+        context_scenes=[str(scenes)],
         label_map="hagrid",
         input_size=64,
         epochs=1,
@@ -151,6 +162,7 @@ def test_tiny_run_with_tight_crops_frozen_blocks_and_short_epochs(
     steps = {float(v["step"]) for v in last["optimizer"]["state"].values()}
     assert steps == {2.0}
     assert last["config"]["freeze_blocks"] == 2 and last["config"]["samples_per_epoch"] == 8
+    assert last["config"]["context_scenes"][0].endswith("images/train")
 
     # The stem and the first two blocks are still the pretrained ones, batch-norm statistics
     # included; the blocks after them did train.

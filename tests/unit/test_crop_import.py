@@ -251,3 +251,29 @@ def test_merge_crop_folders_rebases_paths(
         assert Path(os.path.normpath(merged / row["path"])).name == Path(part["path"]).name
     with pytest.raises(FileExistsError):
         merge_crop_folders([first], merged)
+
+
+def test_test_list_fixes_the_test_split_by_group(
+    hand_crops: Path, hand_rows: list[dict[str, str]], tmp_path: Path
+) -> None:
+    """An earlier model's held-out crops stay the test split: their whole groups, nothing else."""
+    per_id = Counter(r["image_id"] for r in hand_rows)
+    multi = next(r for r in hand_rows if per_id[r["image_id"]] >= 2)  # one crop of a 2+ group
+    single = next(r for r in hand_rows if per_id[r["image_id"]] == 1)
+    listed = tmp_path / "test.txt"
+    listed.write_text(
+        f"# held out\n{multi['path']}\n{single['path']}  # a comment\ncall/gone.jpg\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "imported"
+    args = ["import-crops", str(hand_crops), "--out", str(out), "--source", "hhc"]
+    code = main([*args, "--test-list", str(listed), "--val", "0.2"])
+    assert code == 0
+    rows = read_rows(out / "manifest.csv")
+    test_ids = {multi["image_id"], single["image_id"]}
+    for r in rows:
+        in_test = r["group"].removeprefix("hhc:") in test_ids
+        assert (r["split"] == "test") == in_test, r
+    assert sum(r["split"] == "test" for r in rows) == per_id[multi["image_id"]] + 1
+    assert {r["split"] for r in rows} == {"train", "val", "test"}
+    assert "test list: 1 listed crops not imported" in (out / "import_report.txt").read_text()

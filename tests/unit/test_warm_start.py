@@ -1,10 +1,10 @@
-"""Warm start: a YOLO26n detector ONNX rebuilt into an ultralytics checkpoint.
+"""Warm start: a shipped detector ONNX rebuilt into an ultralytics checkpoint.
 
-The ONNX file is the YOLO26n detector shipped until 2026-12-03, read from git (the shipped
-detector is now ``yolo26n-lite0``, continued from its own ``.pt``; rebuilding is for YOLO26n
-exports). One rebuild (``gesture-train rebuild-detector``, about 25 s on two real SubhiH
-photos); the saved checkpoint is loaded back by ultralytics and must still give the ONNX
-file's outputs.
+The YOLO26n detector shipped until 2026-12-03, read from git: one rebuild
+(``gesture-train rebuild-detector --model yolo26n.yaml``, about 25 s on two real SubhiH photos);
+the saved checkpoint is loaded back by ultralytics and must still give the ONNX file's outputs.
+The shipped ``yolo26n-lite0`` detector, whose timm backbone the exporter folded under anonymous
+names, is rebuilt too (the default ``--model``): a fresh checkout can continue training it.
 """
 
 from __future__ import annotations
@@ -25,8 +25,10 @@ from gesture_recognition.training.warm_start import (
     MAX_ABS_DIFF,
     RebuildReport,
     _one2one_name,
+    _scope_module,
     rebuild_detector,
 )
+from tests.conftest import REPO
 from tests.unit.subhih_photos import PHOTOS
 from tests.unit.yolo26n_export import write_yolo26n_detector
 
@@ -52,7 +54,7 @@ def checkpoint(
     """``gesture-train rebuild-detector`` once; the report its rebuild returned."""
     out = tmp_path_factory.mktemp("warm") / "warm.pt"
     argv = ["rebuild-detector", "--onnx", str(onnx_file), "--photos", str(photos)]
-    argv += ["--limit", "2", "--out", str(out)]
+    argv += ["--model", "yolo26n.yaml", "--limit", "2", "--out", str(out)]
     reports: list[RebuildReport] = []
     original = warm_start.rebuild_detector
 
@@ -73,6 +75,29 @@ def test_one2one_names() -> None:
     assert _one2one_name("model.23.cv3.2.2") == "model.23.one2one_cv3.2.2"
     assert _one2one_name("model.2.cv2.conv") == "model.2.one2one_cv2.conv"  # any numbered module
     assert _one2one_name("model.0.conv") is None
+
+
+def test_scope_module_names() -> None:
+    assert _scope_module("/model.0/m.1/m.1.0/conv_dw/Conv") == "model.0.m.1.0.conv_dw"
+    assert _scope_module("/model.0/m.0/m.0.1/Conv") == "model.0.m.0.1"
+    head = "/model.18/one2one_cv3.2/one2one_cv3.2.1/one2one_cv3.2.1.0/conv/Conv"
+    assert _scope_module(head) == "model.18.one2one_cv3.2.1.0.conv"
+
+
+def test_the_shipped_lite0_detector_is_rebuilt(
+    photos: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The shipped yolo26n-lite0 ONNX back to a checkpoint (backbone weights found by scope)."""
+    out = tmp_path / "lite0.pt"
+    argv = ["rebuild-detector", "--onnx", str(REPO / "models" / "hand_detector.onnx")]
+    assert main([*argv, "--photos", str(photos), "--limit", "2", "--out", str(out)]) == 0
+    saved = torch.load(out, map_location="cpu", weights_only=False)
+    assert saved["train_args"]["model"].endswith("yolo26n-lite0.yaml")
+    printed = capsys.readouterr().out
+    loaded = int(printed.split(": ", 1)[1].split(" parameters")[0])
+    diff = float(printed.rsplit("ONNX| ", 1)[1].split(" on ")[0])
+    # Neck and head (named) plus the backbone's 48 anonymous convolutions, weight and bias each.
+    assert loaded >= 2 * (48 + 60) and diff <= MAX_ABS_DIFF
 
 
 def test_rebuild_reports_what_it_loaded(checkpoint: tuple[Path, RebuildReport]) -> None:
