@@ -68,11 +68,14 @@ class SceneContext:
         x0 = cx - (left + w / 2) * factor
         y0 = cy - (top + h / 2) * factor
         photo = load_image(path)
-        region = (x0, y0, x0 + width * factor, y0 + height * factor)
-        pad = int(np.ceil(max(width, height) * factor))  # edge room for regions off the photo
-        padded = np.pad(photo, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
-        shifted = tuple(v + pad for v in region)
-        out = Image.fromarray(padded).resize(
-            (width, height), Image.Resampling.BILINEAR, box=shifted
+        # Only the window the canvas shows is read, its indices clamped to the photo: off the
+        # photo, its edge pixels extend (a hot path: once per training draw).
+        x1, y1 = x0 + width * factor, y0 + height * factor
+        ix0, iy0 = int(np.floor(x0)), int(np.floor(y0))
+        rows = np.clip(np.arange(iy0, int(np.ceil(y1)) + 1), 0, photo.shape[0] - 1)
+        cols = np.clip(np.arange(ix0, int(np.ceil(x1)) + 1), 0, photo.shape[1] - 1)
+        window = photo[rows[:, None], cols[None, :]]
+        out = Image.fromarray(window).resize(
+            (width, height), Image.Resampling.BILINEAR, box=(x0 - ix0, y0 - iy0, x1 - ix0, y1 - iy0)
         )
         return np.array(out, np.uint8)  # writable: the crop is pasted onto it
