@@ -189,6 +189,34 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_threshold_sweep(args: argparse.Namespace) -> int:
+    from gesture_recognition.pipeline import load_detector
+    from gesture_recognition.training import threshold_sweep as ts
+    from gesture_recognition.training.detector_sets import load_set
+    from gesture_recognition.training.evaluate import load_classifier
+
+    thresholds = ts.parse_thresholds(args.thresholds)
+    detector = load_detector(args.models_dir, args.threads)
+    classifier = load_classifier(args.classifier_dir or args.models_dir, args.threads)
+    scenes = ts.validation_scenes(
+        args.scenes,
+        classifier.spec.label_map,
+        load_label_map(args.exclude_label_map) if args.exclude_label_map else None,
+        ts.trained_photos(args.exclude_trained or ()),
+    )
+    detector_rows = []
+    for item in args.detector_data or ():
+        name, _, source = item.rpartition("=")
+        data = load_set(name or Path(source).name, Path(source), args.split)
+        detector_rows += ts.sweep_detector_set(detector, data, thresholds)
+    scene_rows = ts.sweep_scenes(detector, classifier, scenes, thresholds)
+    result = ts.SweepResult(thresholds, detector_rows, scene_rows, len(scenes))
+    chosen = ts.choose(result, args.min_precision)
+    out = ts.write_report(result, chosen, args.min_precision, Path(args.out), args.title)
+    print(out.read_text(encoding="utf-8"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gesture-train", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -361,10 +389,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=_cmd_evaluate)
 
+    p = sub.add_parser(
+        "threshold-sweep", help="choose the served detector threshold on validation data"
+    )
+    p.add_argument("--models-dir", default="models", help="the detector (and classifier)")
+    p.add_argument("--classifier-dir", help="the classifier for the scenes (default: models-dir)")
+    p.add_argument(
+        "--detector-data",
+        action="append",
+        metavar="[NAME=]SOURCE",
+        help="a validation detector set: data.yaml (its --split) or images folder (repeat)",
+    )
+    p.add_argument("--split", default="val")
+    p.add_argument("--scenes", required=True, help="labelled photos (HaGRID layout)")
+    p.add_argument(
+        "--exclude-label-map",
+        help="leave out the scenes of this map's classes (the held-out test photos)",
+    )
+    p.add_argument(
+        "--exclude-trained",
+        action="append",
+        help="a training images folder: leave out the scenes it links to (repeat)",
+    )
+    p.add_argument("--thresholds", default=",".join(map(str, ts_defaults())))
+    p.add_argument("--min-precision", type=float, default=0.95)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--title", default="Detector threshold on validation data")
+    p.add_argument("--out", required=True, help="markdown report")
+    p.set_defaults(func=_cmd_threshold_sweep)
+
     from gesture_recognition.training.cli_data import add_data_commands
 
     add_data_commands(sub)
     return parser
+
+
+def ts_defaults() -> tuple[float, ...]:
+    from gesture_recognition.training.threshold_sweep import DEFAULT_THRESHOLDS
+
+    return DEFAULT_THRESHOLDS
 
 
 def main(argv: Sequence[str] | None = None) -> int:
