@@ -149,7 +149,14 @@ hagrid_x4_yaml "- $D/sld_teacher_quarter.txt" > "$D/hands_hagrid_x4_sld.yaml"
   --data "$D/hands_hagrid_x4_sld.yaml" --model "$RUNS/detector/det_lite0f/weights/last.pt" \
   --freeze-blocks 4 --imgsz 320 --epochs 12 --hours 1.65 --patience 30 --lr0 0.0003 \
   --warmup-epochs 0 "${AUG[@]}" --aug close_mosaic=3 --project "$RUNS/detector" --name det_lite0p
-gesture-train export-detector "$RUNS/detector/det_lite0p/weights/last.pt" --out models --imgsz 320
+# The served threshold: chosen on validation data by threshold-sweep (models/MODEL_CARD.md).
+gesture-train export-detector "$RUNS/detector/det_lite0p/weights/last.pt" --out models --imgsz 320 \
+  --conf 0.15
+gesture-train threshold-sweep --models-dir models --classifier-dir models/hagrid \
+  --detector-data "subhih_roboflow=$D/hands_v1/data.yaml" --detector-data "digits=$D/sld_teacher/data.yaml" \
+  --detector-data "hagrid_scenes=$D/hagrid_teacher/data.yaml" --scenes "$DATA/hagrid_crops" \
+  --exclude-label-map "$HELD_OUT_MAP" --exclude-trained "$D/hagrid_teacher/images/train" \
+  --out reports/threshold/shipped.md
 
 step "7. the classifiers: HaGRID (14 classes, served as models/hagrid) and MachinesCanSee (the same
    network, HaGRID's probabilities summed by label_maps/mcs2021.json's merge; served by default)"
