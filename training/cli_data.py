@@ -116,6 +116,19 @@ def _cmd_pseudo_labels(args: argparse.Namespace) -> int:
         held_out = load_label_map(args.exclude_label_map)
         labels = photo_labels(Path(summary["root"]))
         exclude += [rel for rel, label in labels.items() if held_out.contains(label)]
+    for listed in args.exclude_list or ():
+        import json
+
+        # Audited bad labels (e.g. training/reviews/sld_teacher_audit.csv): a path that names no
+        # photo of the source is a wrong file or root, not a photo to skip silently.
+        root = Path(json.loads((Path(args.reviewed) / pl.SUMMARY_JSON).read_text("utf-8"))["root"])
+        paths = pl.read_path_column(listed)
+        missing = [p for p in paths if not (root / p).is_file()]
+        if missing:
+            raise ValueError(
+                f"{listed}: {len(missing)} paths are not photos under {root}: {missing[:3]}"
+            )
+        exclude += paths
     if args.action == "sheets":
         sheets = rs.write_sheets(Path(args.reviewed), Path(args.out), skip=set(exclude))
         print(f"wrote {len(sheets)} sheets and {rs.INDEX_CSV} to {args.out}")
@@ -330,6 +343,13 @@ def add_data_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument(
         "--exclude-label-map",
         help="leave out the photos whose label this map knows (sheets, dataset), e.g. mcs2021",
+    )
+    p.add_argument(
+        "--exclude-list",
+        action="append",
+        metavar="CSV",
+        help="leave out the photos of this CSV's path column (sheets, dataset; repeatable), e.g. "
+        "training/reviews/sld_teacher_audit.csv",
     )
     p.add_argument(
         "--keep-empty",

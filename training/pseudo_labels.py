@@ -76,7 +76,7 @@ class ImportReport:
     boxes: int = 0
     dropped_boxes: Counter[str] = field(default_factory=Counter)
     problems: Counter[str] = field(default_factory=Counter)
-    # Photos left out on purpose (held-out photos of the end-to-end evaluation).
+    # Photos left out on purpose (held-out photos of the end-to-end evaluation, audited ones).
     excluded: int = 0
     # Photos without any box, dropped (see build_finetune_dataset's keep_empty).
     empty_dropped: int = 0
@@ -87,7 +87,7 @@ class ImportReport:
         return (
             f"{self.images} reviewed photos read, {self.boxes} boxes; dropped boxes: {dropped}; "
             f"photos with problems (skipped when writing): {problems}; "
-            f"held-out photos left out: {self.excluded}; "
+            f"held-out or listed photos left out: {self.excluded}; "
             f"photos without a box left out: {self.empty_dropped}"
         )
 
@@ -329,6 +329,17 @@ def import_reviewed(
         report.boxes += len(kept)
         records.append(record)
     return records, report
+
+
+def read_path_column(csv_path: str | Path) -> list[str]:
+    """The ``path`` column of a review or audit CSV (``training/reviews/sld_teacher_audit.csv``
+    is ``path,problem``), for ``build_finetune_dataset(exclude=...)``."""
+    with Path(csv_path).open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        if "path" not in (reader.fieldnames or []):
+            raise ValueError(f"{csv_path}: no 'path' column (columns: {reader.fieldnames})")
+        paths = [(row.get("path") or "").strip() for row in reader]
+    return [p for p in paths if p]
 
 
 def build_finetune_dataset(

@@ -157,3 +157,29 @@ def test_exclude_label_map_keeps_scored_photos_out(shared_data: Path, tmp_path: 
         shown = sorted(row["path"] for row in csv.DictReader(f))
     # like and peace (= victory) are MachinesCanSee classes: held out of every training set.
     assert shown == sorted(HAGRID[2:])
+
+
+def test_exclude_list_leaves_audited_photos_out(shared_data: Path, tmp_path: Path) -> None:
+    root = shared_data / "hagrid_crops"
+    images = {
+        rel: {"width": 336, "height": 336, "boxes": [[50, 60, 150, 200]], "scores": [0.9]}
+        for rel in HAGRID
+    }
+    cache = tmp_path / "cache.json"
+    cache.write_text(json.dumps({"detector": {}, "root": str(root), "images": images}))
+    export = tmp_path / "pseudo"
+    export_pseudo_labels(cache, export, 0.5)
+    audit = tmp_path / "audit.csv"
+    audit.write_text(f"path,problem\n{HAGRID[3]},fingertips above the box\n", encoding="utf-8")
+    out = tmp_path / "dataset"
+    argv = ["pseudo-labels", "dataset", "--reviewed", str(export), "--out", str(out)]
+    assert main([*argv, "--exclude-list", str(audit)]) == 0
+    written = sorted(p.name for p in out.glob("images/*/*.jpg"))
+    assert len(written) == 3
+    assert not any("four_00002" in name for name in written)
+    # A path that names no photo of the source: a clear error, nothing written.
+    audit.write_text("path,problem\nfour/not_a_photo.jpg,x\n", encoding="utf-8")
+    assert main([*argv[:-1], str(tmp_path / "other"), "--exclude-list", str(audit)]) == 2
+    assert not (tmp_path / "other").exists()
+    audit.write_text("photo\nfour/x.jpg\n", encoding="utf-8")
+    assert main([*argv[:-1], str(tmp_path / "other"), "--exclude-list", str(audit)]) == 2
