@@ -139,7 +139,8 @@ HAGRID = [
 ]
 
 
-def test_exclude_label_map_keeps_scored_photos_out(shared_data: Path, tmp_path: Path) -> None:
+def _hagrid_export(shared_data: Path, tmp_path: Path) -> Path:
+    """A pseudo-label export of the real HAGRID photos, one box each."""
     root = shared_data / "hagrid_crops"
     assert all((root / rel).is_file() for rel in HAGRID)
     images = {
@@ -150,6 +151,11 @@ def test_exclude_label_map_keeps_scored_photos_out(shared_data: Path, tmp_path: 
     cache.write_text(json.dumps({"detector": {}, "root": str(root), "images": images}))
     export = tmp_path / "pseudo"
     export_pseudo_labels(cache, export, 0.5)
+    return export
+
+
+def test_exclude_label_map_keeps_scored_photos_out(shared_data: Path, tmp_path: Path) -> None:
+    export = _hagrid_export(shared_data, tmp_path)
     sheets = tmp_path / "sheets"
     argv = ["pseudo-labels", "sheets", "--reviewed", str(export), "--out", str(sheets)]
     assert main([*argv, "--exclude-label-map", "mcs2021"]) == 0
@@ -160,15 +166,7 @@ def test_exclude_label_map_keeps_scored_photos_out(shared_data: Path, tmp_path: 
 
 
 def test_exclude_list_leaves_audited_photos_out(shared_data: Path, tmp_path: Path) -> None:
-    root = shared_data / "hagrid_crops"
-    images = {
-        rel: {"width": 336, "height": 336, "boxes": [[50, 60, 150, 200]], "scores": [0.9]}
-        for rel in HAGRID
-    }
-    cache = tmp_path / "cache.json"
-    cache.write_text(json.dumps({"detector": {}, "root": str(root), "images": images}))
-    export = tmp_path / "pseudo"
-    export_pseudo_labels(cache, export, 0.5)
+    export = _hagrid_export(shared_data, tmp_path)
     audit = tmp_path / "audit.csv"
     audit.write_text(f"path,problem\n{HAGRID[3]},fingertips above the box\n", encoding="utf-8")
     out = tmp_path / "dataset"
