@@ -411,7 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         help="a training images folder: leave out the scenes it links to (repeat)",
     )
-    p.add_argument("--thresholds", default=",".join(map(str, ts_defaults())))
+    p.add_argument("--thresholds", default=",".join(map(str, _default_thresholds())))
     p.add_argument("--min-precision", type=float, default=0.95)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--title", default="Detector threshold on validation data")
@@ -424,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def ts_defaults() -> tuple[float, ...]:
+def _default_thresholds() -> tuple[float, ...]:
     from gesture_recognition.training.threshold_sweep import DEFAULT_THRESHOLDS
 
     return DEFAULT_THRESHOLDS

@@ -105,23 +105,22 @@ def _cmd_pseudo_labels(args: argparse.Namespace) -> int:
 
         # The end-to-end evaluation scores these photos: the detector must not train on them.
         exclude = held_out_photos(args.exclude_crops, "test")
-    if args.exclude_label_map:
+    if args.exclude_label_map or args.exclude_list:
         import json
 
+        summary = json.loads((Path(args.reviewed) / pl.SUMMARY_JSON).read_text("utf-8"))
+        root = Path(summary["root"])
+    if args.exclude_label_map:
         from gesture_recognition.training.evaluate_photos import photo_labels
 
         # Photos of the classes the end-to-end evaluation scores (the MachinesCanSee ones of
         # hagrid_crops) are held out of all training.
-        summary = json.loads((Path(args.reviewed) / pl.SUMMARY_JSON).read_text("utf-8"))
         held_out = load_label_map(args.exclude_label_map)
-        labels = photo_labels(Path(summary["root"]))
+        labels = photo_labels(root)
         exclude += [rel for rel, label in labels.items() if held_out.contains(label)]
     for listed in args.exclude_list or ():
-        import json
-
         # Audited bad labels (e.g. training/reviews/sld_teacher_audit.csv): a path that names no
         # photo of the source is a wrong file or root, not a photo to skip silently.
-        root = Path(json.loads((Path(args.reviewed) / pl.SUMMARY_JSON).read_text("utf-8"))["root"])
         paths = pl.read_path_column(listed)
         missing = [p for p in paths if not (root / p).is_file()]
         if missing:

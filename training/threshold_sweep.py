@@ -105,24 +105,28 @@ def sweep_scenes(
     photos: Sequence[Photo],
     thresholds: Sequence[float],
 ) -> list[dict[str, Any]]:
-    """End-to-end accuracy and photos without a hand at each threshold."""
+    """End-to-end accuracy and photos without a hand at each threshold.
+
+    The hands found at the lowest threshold are classified once; a higher threshold keeps a
+    subset of them (each crop depends on its own box only, and the ``max_hands`` cap keeps the
+    most confident), so its decision is the rule applied to those rows of the probabilities.
+    """
     label_map = classifier.spec.label_map
     _with_threshold(detector, min(thresholds))
     right = dict.fromkeys(thresholds, 0)
     no_hand = dict.fromkeys(thresholds, 0)
     for photo in tqdm(photos, desc="end to end, validation scenes", unit="photo"):
         image = load_image(photo.path)
-        boxes, scores = detect_hands(detector, image)
+        hands = prepare_hands(image, *detect_hands(detector, image), classifier.spec)
+        probs = (
+            softmax(classifier(hands.batch))
+            if len(hands.batch)
+            else np.zeros((0, label_map.num_classes), np.float32)
+        )
         for t in thresholds:
-            keep = scores >= t
-            hands = prepare_hands(image, boxes[keep], scores[keep], classifier.spec)
-            probs = (
-                softmax(classifier(hands.batch))
-                if len(hands.batch)
-                else np.zeros((0, label_map.num_classes), np.float32)
-            )
-            right[t] += decide(probs, label_map).gesture == photo.truth
-            no_hand[t] += len(hands.boxes) == 0
+            keep = hands.scores >= t
+            right[t] += decide(probs[keep], label_map).gesture == photo.truth
+            no_hand[t] += not keep.any()
     n = len(photos)
     return [
         {"conf": t, "accuracy": right[t] / n, "no_hand": no_hand[t], "photos": n}
