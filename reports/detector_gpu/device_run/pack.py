@@ -1,0 +1,34 @@
+"""Pack the detector training photos (resized) + labels into /work/main/.gpu/data for the device."""
+import shutil, sys
+from pathlib import Path
+from PIL import Image, ImageOps
+
+LONG = int(sys.argv[1]) if len(sys.argv) > 1 else 384
+Q = int(sys.argv[2]) if len(sys.argv) > 2 else 90
+src = Path("/work/main/runs/datasets")
+dst = Path("/work/main/.gpu/data")
+shutil.rmtree(dst, ignore_errors=True)
+sets = {
+    "hands_v1": ["train", "val"],
+    "hagrid_teacher": ["train", "val"],
+    "sld_teacher": ["train"],
+}
+n = 0
+for name, splits in sets.items():
+    for split in splits:
+        (dst / name / "images" / split).mkdir(parents=True)
+        (dst / name / "labels" / split).mkdir(parents=True)
+        for img in sorted((src / name / "images" / split).iterdir()):
+            lab = src / name / "labels" / split / (img.stem + ".txt")
+            im = Image.open(img)
+            im = ImageOps.exif_transpose(im).convert("RGB")
+            s = LONG / max(im.size)
+            if s < 1:
+                im = im.resize((max(1, round(im.width * s)), max(1, round(im.height * s))), Image.BICUBIC)
+            im.save(dst / name / "images" / split / (img.stem + ".jpg"), "JPEG", quality=Q)
+            if lab.is_file():
+                shutil.copyfile(lab, dst / name / "labels" / split / lab.name)
+            n += 1
+quarter = [Path(l.strip()).stem for l in open(src / "sld_teacher_quarter.txt")]
+(dst / "sld_quarter_names.txt").write_text("\n".join(quarter) + "\n")
+print(n, "images")
