@@ -59,6 +59,7 @@ def _cmd_train_detector(args: argparse.Namespace) -> int:
                 seed=args.seed,
                 patience=args.patience,
                 fraction=args.fraction,
+                workers=args.workers,
                 augment=parse_augmentation(args.aug),
                 lr0=args.lr0,
                 warmup_epochs=args.warmup_epochs,
@@ -242,6 +243,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--patience", type=int, default=30)
     p.add_argument("--fraction", type=float, default=1.0, help="use part of the training set")
+    p.add_argument(
+        "--workers",
+        type=non_negative_int,
+        default=2,
+        help="data-loading processes per GPU (ultralytics loads in the main process on the CPU)",
+    )
     p.add_argument("--resume", metavar="LAST_PT", help="continue an interrupted run")
     p.add_argument(
         "--aug",

@@ -117,17 +117,20 @@ def test_train_detector_cli_passes_the_options(
     argv = ["train-detector", "--data", str(data), "--aug", "degrees=45", "--aug", "mosaic=0.5"]
     assert main([*argv, "--lr0", "0.002"]) == 0
     assert dict(seen[0].augment) == {"degrees": 45.0, "mosaic": 0.5} and seen[0].lr0 == 0.002
-    assert seen[0].freeze is None
+    assert seen[0].freeze is None and seen[0].workers == 2
     assert main([*argv, "--model", "yolo26n-lite0.yaml", "--freeze", "1"]) == 0
     assert (seen[1].model, seen[1].freeze) == ("yolo26n-lite0.yaml", 1)
     with pytest.raises(SystemExit):
         main([*argv, "--freeze", "-1"])
     assert main([*argv, "--model", "yolo26n-lite0.yaml", "--freeze-blocks", "4"]) == 0
     assert (seen[2].freeze, seen[2].freeze_blocks) == (None, 4)
+    assert main([*argv, "--workers", "12"]) == 0 and seen[3].workers == 12
+    with pytest.raises(SystemExit):
+        main([*argv, "--workers", "-1"])
     # Both, or more stages than Lite0 has: a clear error, exit status 2, nothing trained.
     assert main([*argv, "--freeze", "1", "--freeze-blocks", "4"]) == 2
     assert main([*argv, "--freeze-blocks", "8"]) == 2
-    assert len(seen) == 3
+    assert len(seen) == 4
     assert main(["train-detector", "--data", str(data), "--aug", "rotate=45"]) == 2
 
 

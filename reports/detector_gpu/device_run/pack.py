@@ -1,6 +1,9 @@
 """Pack the detector training photos (resized) + labels into /work/main/.gpu/data for the device."""
-import shutil, sys
+
+import shutil
+import sys
 from pathlib import Path
+
 from PIL import Image, ImageOps
 
 LONG = int(sys.argv[1]) if len(sys.argv) > 1 else 384
@@ -24,11 +27,13 @@ for name, splits in sets.items():
             im = ImageOps.exif_transpose(im).convert("RGB")
             s = LONG / max(im.size)
             if s < 1:
-                im = im.resize((max(1, round(im.width * s)), max(1, round(im.height * s))), Image.BICUBIC)
+                size = (max(1, round(im.width * s)), max(1, round(im.height * s)))
+                im = im.resize(size, Image.BICUBIC)
             im.save(dst / name / "images" / split / (img.stem + ".jpg"), "JPEG", quality=Q)
             if lab.is_file():
                 shutil.copyfile(lab, dst / name / "labels" / split / lab.name)
             n += 1
-quarter = [Path(l.strip()).stem for l in open(src / "sld_teacher_quarter.txt")]
+listed = (src / "sld_teacher_quarter.txt").read_text().split()
+quarter = [Path(line).stem for line in listed]
 (dst / "sld_quarter_names.txt").write_text("\n".join(quarter) + "\n")
 print(n, "images")

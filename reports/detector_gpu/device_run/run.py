@@ -1,4 +1,5 @@
 """Three detector runs side by side on one GPU; each on its own copy of the packed photos."""
+
 import os
 import shutil
 import subprocess
@@ -12,7 +13,16 @@ WORK = Path(os.environ.get("WORK", "/tmp/gpuwork"))
 HOURS = os.environ.get("HOURS", "0.115")
 DEVICE = os.environ.get("DEVICE", "0")
 EXTRA = os.environ.get("EXTRA", "").split()
-AUG = ["--aug", "degrees=10", "--aug", "scale=0.6", "--aug", "flipud=0.1", "--aug", "close_mosaic=8"]
+AUG = [
+    "--aug",
+    "degrees=10",
+    "--aug",
+    "scale=0.6",
+    "--aug",
+    "flipud=0.1",
+    "--aug",
+    "close_mosaic=8",
+]
 ARMS = {
     # name: (all digit photos?, extra augmentation, freeze blocks)
     "gpu_f4": (False, [], "4"),
@@ -28,9 +38,17 @@ def data_yaml(root: Path, all_digits: bool) -> Path:
     listing.write_text("".join(f"{d}/sld_teacher/images/train/{s}.jpg\n" for s in quarter))
     digits = f"{d}/sld_teacher/images/train" if all_digits else str(listing)
     hagrid = f"{d}/hagrid_teacher/images/train"
-    lines = ["train:", f"- {d}/hands_v1/images/train", *[f"- {hagrid}"] * 4, f"- {digits}",
-             "val:", f"- {d}/hands_v1/images/val", f"- {d}/hagrid_teacher/images/val",
-             "names:", "  0: hand"]
+    lines = [
+        "train:",
+        f"- {d}/hands_v1/images/train",
+        *[f"- {hagrid}"] * 4,
+        f"- {digits}",
+        "val:",
+        f"- {d}/hands_v1/images/val",
+        f"- {d}/hagrid_teacher/images/val",
+        "names:",
+        "  0: hand",
+    ]
     path = root / "data.yaml"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -45,17 +63,47 @@ def launch(name: str, workers: str) -> subprocess.Popen:
     shutil.rmtree(root, ignore_errors=True)
     shutil.copytree(HERE / "data", root / "data")
     yaml = data_yaml(root, all_digits)
-    cmd = [sys.executable, str(HERE / "train_one.py"), "train-detector", "--data", str(yaml),
-           "--model", str(HERE / "init" / "shipped.pt"), "--freeze-blocks", freeze,
-           "--imgsz", "320", "--epochs", "200", "--hours", HOURS, "--batch", "32",
-           "--device", DEVICE, "--patience", "300", "--lr0", "0.0003", "--warmup-epochs", "0",
-           *AUG, *aug, "--project", str(WORK / "runs"), "--name", name, *EXTRA]
+    cmd = [
+        sys.executable,
+        str(HERE / "train_one.py"),
+        "train-detector",
+        "--data",
+        str(yaml),
+        "--model",
+        str(HERE / "init" / "shipped.pt"),
+        "--freeze-blocks",
+        freeze,
+        "--imgsz",
+        "320",
+        "--epochs",
+        "200",
+        "--hours",
+        HOURS,
+        "--batch",
+        "32",
+        "--device",
+        DEVICE,
+        "--patience",
+        "300",
+        "--lr0",
+        "0.0003",
+        "--warmup-epochs",
+        "0",
+        *AUG,
+        *aug,
+        "--project",
+        str(WORK / "runs"),
+        "--name",
+        name,
+        *EXTRA,
+    ]
     (WORK / "logs").mkdir(parents=True, exist_ok=True)
-    log = open(WORK / "logs" / f"{name}.log", "a")
+    log = open(WORK / "logs" / f"{name}.log", "a")  # noqa: SIM115 (the child writes to it)
     print(f"workers={workers}", " ".join(cmd), file=log, flush=True)
     print("started", name, f"workers={workers}", flush=True)
-    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                            env={**os.environ, "WORKERS": workers})
+    return subprocess.Popen(
+        cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "WORKERS": workers}
+    )
 
 
 start = time.time()

@@ -1,4 +1,5 @@
 """One `gesture-train train-detector` run on the device machine (see run.py for why the patches)."""
+
 import dataclasses
 import os
 import sys
@@ -18,8 +19,9 @@ def _build_lite0(*, weights=None, progress=True):
 
 backbones._build_lite0 = _build_lite0
 configure_offline()
-import gesture_recognition.training.detector as detector  # noqa: E402
 import ultralytics.engine.trainer as trainer  # noqa: E402
+
+import gesture_recognition.training.detector as detector  # noqa: E402
 
 trainer.check_amp = lambda model: False  # it would download yolo26n.pt; train in fp32 (TF32)
 trainer.BaseTrainer.read_results_csv = lambda self: {}  # polars is not on the device
