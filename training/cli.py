@@ -15,6 +15,7 @@ gesture-train teacher-sweep     choose the teacher's box padding on true boxes
 gesture-train pseudo-labels     export / review sheets / apply / dataset of cached boxes
 gesture-train copy-paste        hand crops pasted onto boxed scenes -> an extra dataset
 gesture-train combine-datasets  one data.yaml over several detector datasets
+gesture-train pack-dataset      a data.yaml's photos + labels in one folder (for a GPU host)
 gesture-train crops             cut classifier crops (topmost hand, expanded) from a cache,
                                 split train/val/test by group (video, person) when known
 gesture-train import-crops      ready-made labelled crops (manifest + group key, or folders)

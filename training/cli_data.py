@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from gesture_recognition.arguments import positive_int
 from gesture_recognition.boxes import CropConfig
 from gesture_recognition.labels import load_label_map
 from gesture_recognition.training.near_duplicates import DEFAULT_THRESHOLD as DUPLICATE_THRESHOLD
@@ -228,6 +229,21 @@ def _cmd_combine_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_pack_dataset(args: argparse.Namespace) -> int:
+    from gesture_recognition.training.pack_dataset import pack_dataset
+
+    report = pack_dataset(
+        Path(args.data_yaml),
+        Path(args.out),
+        splits=args.splits,
+        max_side=args.max_side,
+        quality=args.quality,
+        progress=not args.no_progress,
+    )
+    print(report.summary())
+    return 0
+
+
 def _cmd_teacher_sweep(args: argparse.Namespace) -> int:
     from gesture_recognition.training.detector_sets import load_set, padding_sweep, write_sweep
 
@@ -416,6 +432,23 @@ def add_data_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("datasets", nargs="+", help="data.yaml files")
     p.add_argument("--out", required=True, help="the combined data.yaml")
     p.set_defaults(func=_cmd_combine_datasets)
+
+    p = sub.add_parser(
+        "pack-dataset",
+        help="a detector data.yaml's photos and labels in one folder that moves to a GPU host",
+    )
+    p.add_argument("data_yaml", help="data.yaml (folders, .txt lists, repeated entries)")
+    p.add_argument("--out", required=True, help="new or empty folder")
+    p.add_argument("--splits", nargs="+", default=["train", "val"])
+    p.add_argument(
+        "--max-side",
+        type=positive_int,
+        default=None,
+        help="shrink larger photos to this long side (JPEG); train at an imgsz no larger",
+    )
+    p.add_argument("--quality", type=int, default=90, help="JPEG quality of shrunk photos")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd_pack_dataset)
 
     p = sub.add_parser(
         "teacher-sweep",

@@ -166,20 +166,26 @@ def split_images(data_yaml: str | Path, split: str) -> list[Path]:
     images: list[Path] = []
     for item in entry if isinstance(entry, list) else [entry]:
         path = Path(item) if Path(item).is_absolute() else root / item
-        if path.is_dir():
-            images += sorted(
-                p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-            )
-        elif path.suffix == ".txt" and path.is_file():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                line = line.strip()
-                if line:
-                    p = Path(line)
-                    images.append(p if p.is_absolute() else (path.parent / p))
-        else:
+        if not (path.is_dir() or (path.suffix == ".txt" and path.is_file())):
             raise FileNotFoundError(f"split {split!r} of {data_yaml}: {path} does not exist")
+        images += entry_images(path)
     if not images:
         raise ValueError(f"split {split!r} of {data_yaml} holds no images")
+    return images
+
+
+def entry_images(path: Path) -> list[Path]:
+    """The images of one split entry: a folder (searched recursively) or a ``.txt`` list."""
+    if path.is_dir():
+        return sorted(
+            p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+        )
+    images = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line:
+            p = Path(line)
+            images.append(p if p.is_absolute() else (path.parent / p))
     return images
 
 

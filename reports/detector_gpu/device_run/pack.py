@@ -1,4 +1,4 @@
-"""Pack the detector training photos (resized) + labels into /work/main/.gpu/data for the device."""
+"""Pack the detector training photos (resized) + labels into .gpu/data for the device."""
 
 import shutil
 import sys
@@ -8,8 +8,8 @@ from PIL import Image, ImageOps
 
 LONG = int(sys.argv[1]) if len(sys.argv) > 1 else 384
 Q = int(sys.argv[2]) if len(sys.argv) > 2 else 90
-src = Path("/work/main/runs/datasets")
-dst = Path("/work/main/.gpu/data")
+src = Path("runs/datasets")  # run from the repository root
+dst = Path(".gpu/data")
 shutil.rmtree(dst, ignore_errors=True)
 sets = {
     "hands_v1": ["train", "val"],
