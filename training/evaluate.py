@@ -159,19 +159,26 @@ def read_data_yaml(data_yaml: str | Path) -> tuple[Path, dict[str, Any]]:
 
 def split_images(data_yaml: str | Path, split: str) -> list[Path]:
     """Image files of one split: folders are searched recursively, ``.txt`` files list images."""
+    images = [image for path in split_entries(data_yaml, split) for image in entry_images(path)]
+    if not images:
+        raise ValueError(f"split {split!r} of {data_yaml} holds no images")
+    return images
+
+
+def split_entries(data_yaml: str | Path, split: str) -> list[Path]:
+    """The folders and ``.txt`` lists one split names, in order (repeats kept), joined to the
+    yaml's root."""
     root, cfg = read_data_yaml(data_yaml)
     entry = cfg.get(split)
     if not entry:
         raise ValueError(f"{data_yaml} has no {split!r} split (it has: {sorted(cfg)})")
-    images: list[Path] = []
+    entries = []
     for item in entry if isinstance(entry, list) else [entry]:
         path = Path(item) if Path(item).is_absolute() else root / item
         if not (path.is_dir() or (path.suffix == ".txt" and path.is_file())):
             raise FileNotFoundError(f"split {split!r} of {data_yaml}: {path} does not exist")
-        images += entry_images(path)
-    if not images:
-        raise ValueError(f"split {split!r} of {data_yaml} holds no images")
-    return images
+        entries.append(path)
+    return entries
 
 
 def entry_images(path: Path) -> list[Path]:

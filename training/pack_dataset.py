@@ -24,7 +24,12 @@ from typing import Any
 import yaml
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from gesture_recognition.training.evaluate import entry_images, label_path_for, read_data_yaml
+from gesture_recognition.training.evaluate import (
+    entry_images,
+    label_path_for,
+    read_data_yaml,
+    split_entries,
+)
 
 MANIFEST = "pack.json"
 
@@ -71,10 +76,16 @@ def pack_dataset(
         raise ValueError(f"max_side {max_side}: a detector image needs at least 32 pixels")
     if not 1 <= quality <= 100:
         raise ValueError(f"quality {quality}: JPEG quality is 1-100")
-    root, cfg = read_data_yaml(data_yaml)
+    _, cfg = read_data_yaml(data_yaml)
     if "names" not in cfg:
         raise ValueError(f"{data_yaml} has no names: not a YOLO detector data.yaml")
-    plan = _plan(data_yaml, root, cfg, splits)
+    # Absolute but not resolved: an images folder reached through a link keeps its labels
+    # beside it. The same folder listed twice is packed once.
+    plan = [
+        (split, Path(os.path.abspath(path)))
+        for split in splits
+        for path in split_entries(data_yaml, split)
+    ]
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} is not empty: pack into a new folder")
@@ -104,23 +115,6 @@ def pack_dataset(
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     total = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     return PackReport(target, entries, total)
-
-
-def _plan(
-    data_yaml: Path, root: Path, cfg: dict[str, Any], splits: Sequence[str]
-) -> list[tuple[str, Path]]:
-    plan = []
-    for split in splits:
-        entry = cfg.get(split)
-        if not entry:
-            raise ValueError(f"{data_yaml} has no {split!r} split (it has: {sorted(cfg)})")
-        for item in entry if isinstance(entry, list) else [entry]:
-            path = Path(item) if Path(item).is_absolute() else root / item
-            if not (path.is_dir() or (path.suffix == ".txt" and path.is_file())):
-                raise FileNotFoundError(f"split {split!r} of {data_yaml}: {path} does not exist")
-            # Not resolve(): an images folder reached through a link keeps its labels beside it.
-            plan.append((split, Path(os.path.abspath(path))))
-    return plan
 
 
 def _pack_entry(
