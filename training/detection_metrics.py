@@ -44,14 +44,42 @@ def match_image(
         return scores, tp
     ious = box_iou(pred, gt)
     for t, threshold in enumerate(thresholds):
-        taken = np.zeros(len(gt), dtype=bool)
-        for d in range(len(pred)):
-            candidates = np.where(taken, -1.0, ious[d])
-            g = int(candidates.argmax())
-            if candidates[g] >= threshold:
-                taken[g] = True
-                tp[t, d] = True
+        tp[t] = _greedy_match(ious, threshold)[0]
     return scores, tp
+
+
+def _greedy_match(
+    ious: NDArray[np.float64], threshold: float
+) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
+    """True-positive flags of the detections (rows, in score order) and the matched flags of
+    the ground-truth boxes (columns)."""
+    tp = np.zeros(ious.shape[0], dtype=bool)
+    taken = np.zeros(ious.shape[1], dtype=bool)
+    if ious.shape[1] == 0:
+        return tp, taken
+    for d in range(ious.shape[0]):
+        candidates = np.where(taken, -1.0, ious[d])
+        g = int(candidates.argmax())
+        if candidates[g] >= threshold:
+            taken[g] = True
+            tp[d] = True
+    return tp, taken
+
+
+def image_errors(
+    pred_boxes: NDArray[np.float32],
+    pred_scores: NDArray[np.float32],
+    gt_boxes: NDArray[np.float32],
+    threshold: float = 0.5,
+) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """One image's mistakes under the rule above: the indices of the detections that match no
+    ground-truth box (false boxes) and of the ground-truth boxes no detection matched (missed)."""
+    pred = as_boxes(pred_boxes)
+    scores = np.asarray(pred_scores, dtype=np.float32).reshape(-1)
+    gt = as_boxes(gt_boxes)
+    order = np.argsort(-scores, kind="mergesort")
+    tp, taken = _greedy_match(box_iou(pred[order], gt), threshold)
+    return np.sort(order[~tp]), np.flatnonzero(~taken)
 
 
 @dataclass(frozen=True)

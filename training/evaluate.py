@@ -44,6 +44,7 @@ from gesture_recognition.training.classification_metrics import confusion_matrix
 from gesture_recognition.training.crops import TIGHT_BOX
 from gesture_recognition.training.detect_cache import predictions_for
 from gesture_recognition.training.detection_metrics import DetectionAP, detection_ap
+from gesture_recognition.training.detector_errors import collect_errors
 from gesture_recognition.training.served_view import ServedView
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
@@ -299,7 +300,7 @@ def evaluate_detector(
             return detect_hands(runner, check_image_array(image))
 
     served_conf = 0.0 if served_conf is None else served_conf
-    predictions, truths, seconds = [], [], []
+    predictions, truths, seconds, read = [], [], [], []
     skipped: Counter[str] = Counter()
     for i, path in enumerate(tqdm(images, desc=f"detector on {split}", unit="img")):
         try:
@@ -308,6 +309,7 @@ def evaluate_detector(
             skipped["unreadable_image"] += 1
             continue
         height, width = image.shape[:2]
+        read.append(path)
         truths.append(read_yolo_labels(label_path_for(path), width, height))
         if cache is not None:
             boxes, scores = cached[i]
@@ -336,6 +338,7 @@ def evaluate_detector(
         **{k: v for k, v in _ap_dict(full).items() if k not in ("precision", "recall")},
         "served": {"conf_threshold": float(served_conf), **_ap_dict(served)},
         "pr_curve_iou50": _downsample_curve(full.recall, full.precision),
+        "errors": collect_errors(read, kept, truths),
         "latency": timing(cached_seconds if cache is not None else seconds),
         "notes": [
             "AP: COCO-style 101-point interpolated AP, single class, greedy matching in score "

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from gesture_recognition.training.detector_errors import draw_gallery
+
 METRICS_JSON = "metrics.json"
 REPORT_MD = "report.md"
 
@@ -170,6 +172,23 @@ def _detector_section(result: Mapping[str, Any], out: Path) -> list[str]:
             point_label=f"served threshold {served['conf_threshold']:g}",
         )
         lines += ["", f"![PR curve]({png.name})"]
+    errors = result.get("errors")
+    if errors:
+        lines += [
+            "",
+            f"At the served threshold: {errors['false_boxes']} false boxes on "
+            f"{errors['photos_with_false_boxes']} photos, {errors['missed_hands']} missed hands "
+            f"on {errors['photos_with_missed_hands']} photos (rows in `metrics.json`).",
+        ]
+        gallery = draw_gallery(errors, out / f"errors_{_slug(name)}.png")
+        if gallery is not None:
+            lines += [
+                "",
+                "Photos with the most mistakes: true boxes green, false boxes red (score top "
+                "left), missed hands orange.",
+                "",
+                f"![mistakes]({gallery.name})",
+            ]
     return lines
 
 

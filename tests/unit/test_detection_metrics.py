@@ -9,6 +9,7 @@ from gesture_recognition.training.detection_metrics import (
     IOU_THRESHOLDS,
     box_iou,
     detection_ap,
+    image_errors,
     interpolated_ap,
     match_image,
 )
@@ -108,3 +109,17 @@ def test_false_positive_on_an_image_without_hands_counts():
 
 def test_thresholds_are_coco_grid():
     assert IOU_THRESHOLDS == (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
+
+
+def test_image_errors_name_the_false_boxes_and_the_missed_hands():
+    truth = np.asarray([[0, 0, 10, 10], [50, 50, 60, 60]], np.float32)
+    pred = np.asarray([[30, 30, 40, 40], [0, 0, 10, 10], [1, 0, 10, 10]], np.float32)
+    # In input order: a box on nothing, the hit, and a lower-scored duplicate of the hit.
+    false, missed = image_errors(pred, np.asarray([0.2, 0.9, 0.5], np.float32), truth)
+    assert false.tolist() == [0, 2] and missed.tolist() == [1]
+    # Had the duplicate scored higher, it would have been the hit (score order decides).
+    false, _ = image_errors(pred, np.asarray([0.2, 0.5, 0.9], np.float32), truth)
+    assert false.tolist() == [0, 1]
+    none = np.zeros((0, 4), np.float32)
+    assert image_errors(none, np.zeros(0, np.float32), truth)[1].tolist() == [0, 1]
+    assert image_errors(pred, np.ones(3, np.float32), none)[0].tolist() == [0, 1, 2]

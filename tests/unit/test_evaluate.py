@@ -163,6 +163,30 @@ def test_low_score_false_positives_only_hurt_below_the_served_threshold(
     assert result["served"]["detections"] == found
     assert result["detections"] == found + len(SUBHIH_PHOTOS)
     assert not any("truncated" in n for n in result["notes"])
+    # The mistakes photo by photo, at the served threshold: the junk boxes scored under it.
+    errors = result["errors"]
+    assert (errors["false_boxes"], errors["missed_hands"]) == (0, len(truth_by_image[missed]))
+    assert errors["photos_with_missed_hands"] == 1 and len(errors["photos"]) == 1
+    assert not Path(errors["photos"][0]["image"]).is_absolute()
+    low = ev.evaluate_detector(None, yolo_test_split, "test", detect=detect, served_conf=0.05)
+    assert low["errors"]["false_boxes"] == low["errors"]["photos_with_false_boxes"] == len(keys)
+    # The photo with both kinds of mistake comes first.
+    first = low["errors"]["photos"][0]
+    assert first["false"] == [[0.0, 0.0, 20.0, 20.0, 0.1]] and first["missed"]
+
+
+def test_report_draws_the_detectors_mistakes(yolo_test_split, truth_by_image, tmp_path):
+    def detect(image):
+        gt = truth_by_image[_key(image)]
+        return gt[1:], np.full(len(gt) - 1, 0.9, np.float32)  # misses each photo's first hand
+
+    det = ev.evaluate_detector(None, yolo_test_split, "test", detect=detect, served_conf=0.5)
+    text = write_report([det], tmp_path / "r").read_text()
+    assert f"{len(SUBHIH_PHOTOS)} missed hands on {len(SUBHIH_PHOTOS)} photos" in text
+    assert "(errors_detector.png)" in text
+    with Image.open(tmp_path / "r" / "errors_detector.png") as img:
+        cols = min(4, len(SUBHIH_PHOTOS))
+        assert img.size == (cols * 220, -(-len(SUBHIH_PHOTOS) // cols) * 220)
 
 
 # --- classifier ------------------------------------------------------------------------------
