@@ -16,6 +16,7 @@ import tritonclient.http as httpclient
 from gesture_recognition.serving.launcher import ServerError, TritonServer, free_port
 
 from .conftest import RunningServer
+from .process_output import finish
 
 pytestmark = pytest.mark.functional
 
@@ -81,7 +82,7 @@ def test_gesture_serve_builds_serves_and_stops(
             assert client.is_server_ready()
         assert (repository / "gesture_ensemble" / "config.pbtxt").is_file()
         process.send_signal(signum)
-        rest, err = process.communicate(timeout=60)
+        rest, err = finish(process, timeout=60)
         out = "".join(lines) + rest
     finally:
         if process.poll() is None:

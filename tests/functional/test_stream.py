@@ -26,6 +26,7 @@ from gesture_recognition.images import load_image
 from gesture_recognition.pipeline import GesturePipeline, GestureResult
 
 from .conftest import BOX_ATOL, SCORE_ATOL, RunningServer, hand_count
+from .process_output import finish
 from .session_video import FPS, decode_video, session_frames, write_mp4
 from .tcp_relay import TcpRelay
 
@@ -243,7 +244,7 @@ def test_server_gone_mid_stream_bounded_and_frames_lost_reported(
         lines = [json.loads(process.stdout.readline()) for _ in range(5)]
         relay.cut()
         cut_at = time.monotonic()
-        rest, err = process.communicate(timeout=60)
+        rest, err = finish(process, timeout=60)
         elapsed = time.monotonic() - cut_at
     finally:
         relay.close()
@@ -271,7 +272,7 @@ def test_a_short_outage_is_ridden_out(triton_server: RunningServer, video: Path)
         relay.cut()
         time.sleep(1.0)
         relay.restore()
-        rest, err = process.communicate(timeout=90)
+        rest, err = finish(process, timeout=90)
     finally:
         relay.close()
         if process.poll() is None:
@@ -301,7 +302,7 @@ def test_ctrl_c_stops_with_the_summary(triton_server: RunningServer, video: Path
     assert process.stdout is not None
     lines = [json.loads(process.stdout.readline()) for _ in range(3)]
     process.send_signal(signal.SIGINT)
-    rest, err = process.communicate(timeout=30)
+    rest, err = finish(process, timeout=30)
     lines += [json.loads(line) for line in rest.splitlines()]
     assert process.returncode == 130, err
     assert "gesture-client stream: interrupted" in err and "Traceback" not in err
