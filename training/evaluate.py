@@ -44,7 +44,7 @@ from gesture_recognition.training.classification_metrics import confusion_matrix
 from gesture_recognition.training.crops import TIGHT_BOX
 from gesture_recognition.training.detect_cache import predictions_for
 from gesture_recognition.training.detection_metrics import DetectionAP, detection_ap
-from gesture_recognition.training.detector_errors import collect_errors
+from gesture_recognition.training.mistakes import collect_errors
 from gesture_recognition.training.served_view import ServedView
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}

@@ -30,6 +30,7 @@ from gesture_recognition.training.evaluate import (
     threads_note,
     timing,
 )
+from gesture_recognition.training.mistakes import MAX_PHOTOS, wrong_answer
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,7 @@ def score_photos(
 ) -> dict[str, Any]:
     """Run the pipeline on each photo: metrics, no-hand rate, latency and per-photo answers."""
     truth, predicted, seconds, rows = [], [], [], []
+    wrong: list[dict[str, Any]] = []
     no_hand = 0
     skipped: Counter[str] = Counter()
     for photo in tqdm(photos, desc=desc, unit="photo"):
@@ -144,6 +146,9 @@ def score_photos(
         no_hand += hands == 0
         truth.append(photo.truth)
         predicted.append(result.gesture)
+        row = wrong_answer(photo.path, result, photo.truth)
+        if row is not None and len(wrong) < MAX_PHOTOS:
+            wrong.append(row)
         rows.append(
             {
                 "path": photo.key,
@@ -164,6 +169,7 @@ def score_photos(
         "latency": timing(seconds),
         "skipped": dict(skipped),
         "predictions": rows,
+        "wrong_answers": wrong,
     }
 
 

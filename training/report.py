@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from gesture_recognition.training.detector_errors import draw_gallery
+from gesture_recognition.training.mistakes import draw_answers, draw_gallery
 
 METRICS_JSON = "metrics.json"
 REPORT_MD = "report.md"
@@ -230,6 +230,17 @@ def _classification_section(result: Mapping[str, Any], out: Path) -> list[str]:
         f"{name}: accuracy {result['accuracy']:.3f}, macro-F1 {result['macro_f1']:.3f}",
     )
     lines += ["", f"![confusion matrix]({png.name})"]
+    wrong = result.get("wrong_answers")
+    if wrong:
+        gallery = draw_answers(wrong, out / f"wrong_{_slug(name)}.png")
+        if gallery is not None:
+            lines += [
+                "",
+                "Photos answered wrong (truth -> answer top left; each hand found, red, with its "
+                "gesture and score):",
+                "",
+                f"![wrong answers]({gallery.name})",
+            ]
     return lines
 
 

@@ -324,12 +324,23 @@ class ScriptedPipeline:
         answer = self.answers[_key(image)]
         if answer is None:
             return SimpleNamespace(
-                gesture=self.label_map.no_hand_label, score=1.0, hand_boxes=np.zeros((0, 4))
+                gesture=self.label_map.no_hand_label,
+                score=1.0,
+                hand_boxes=np.zeros((0, 4)),
+                hand_gestures=[],
+                hand_gesture_scores=np.zeros(0),
             )
-        return SimpleNamespace(gesture=answer, score=0.8, hand_boxes=np.zeros((1, 4)))
+        box = np.asarray([[10.0, 20.0, 60.0, 90.0]])
+        return SimpleNamespace(
+            gesture=answer,
+            score=0.8,
+            hand_boxes=box,
+            hand_gestures=[answer],
+            hand_gesture_scores=np.asarray([0.8]),
+        )
 
 
-def test_end_to_end_fingers_counts_misses_and_no_hand(shared_data: Path):
+def test_end_to_end_fingers_counts_misses_and_no_hand(shared_data: Path, tmp_path: Path):
     fingers = load_label_map("finger_count")
     root = shared_data / "subhih_hands"
     photos, _ = ep.finger_photos(root, "test", fingers)
@@ -354,6 +365,17 @@ def test_end_to_end_fingers_counts_misses_and_no_hand(shared_data: Path):
     matrix = np.asarray(result["confusion_matrix"]["rows_true_cols_predicted"])
     assert matrix[:, -1].sum() == 1 and matrix.sum() == 6
     assert result["latency"]["mean_ms"] >= 0.0
+    # The two wrong answers, with the hands found, and their gallery in the report.
+    wrong = result["wrong_answers"]
+    assert (wrong[0]["truth"], wrong[0]["hands"]) == (photos[0].truth, [])
+    assert wrong[1]["predicted"] == answers[_key(load_image(photos[1].path))]
+    assert wrong[1]["hands"] == [[10.0, 20.0, 60.0, 90.0, wrong[1]["predicted"], 0.8]]
+    assert len(wrong) == 2 and not Path(wrong[0]["image"]).is_absolute()
+    named = {**result, "name": "e2e", "kind": "end_to_end", "split": "test", "dataset": "d"}
+    text = write_report([named], tmp_path / "r").read_text()
+    assert "(wrong_e2e.png)" in text
+    with Image.open(tmp_path / "r" / "wrong_e2e.png") as img:
+        assert img.size == (2 * 220, 220)
 
 
 def test_end_to_end_fingers_refuses_a_gesture_classifier(shared_data: Path):
