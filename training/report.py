@@ -180,16 +180,16 @@ def _detector_section(result: Mapping[str, Any], out: Path) -> list[str]:
             f"{errors['photos_with_false_boxes']} photos, {errors['missed_hands']} missed hands "
             f"on {errors['photos_with_missed_hands']} photos (rows in `metrics.json`).",
         ]
-        gallery = draw_gallery(errors, out / f"errors_{_slug(name)}.png")
-        if gallery is not None:
-            lines += [
-                "",
-                "Photos with the most mistakes: true boxes green, false boxes red (score top "
-                "left), missed hands orange.",
-                "",
-                f"![mistakes]({gallery.name})",
-            ]
+        lines += _gallery_lines(
+            draw_gallery(errors, out / f"errors_{_slug(name)}.png"),
+            "Photos with the most mistakes: true boxes green, false boxes red (score top left), "
+            "missed hands orange.",
+        )
     return lines
+
+
+def _gallery_lines(gallery: Path | None, caption: str) -> list[str]:
+    return [] if gallery is None else ["", caption, "", f"![{caption}]({gallery.name})"]
 
 
 def _classification_section(result: Mapping[str, Any], out: Path) -> list[str]:
@@ -232,15 +232,11 @@ def _classification_section(result: Mapping[str, Any], out: Path) -> list[str]:
     lines += ["", f"![confusion matrix]({png.name})"]
     wrong = result.get("wrong_answers")
     if wrong:
-        gallery = draw_answers(wrong, out / f"wrong_{_slug(name)}.png")
-        if gallery is not None:
-            lines += [
-                "",
-                "Photos answered wrong (truth -> answer top left; each hand found, red, with its "
-                "gesture and score):",
-                "",
-                f"![wrong answers]({gallery.name})",
-            ]
+        lines += _gallery_lines(
+            draw_answers(wrong, out / f"wrong_{_slug(name)}.png"),
+            "Photos answered wrong: truth -> answer top left, each hand found in red with its "
+            "gesture and score.",
+        )
     return lines
 
 
