@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -95,9 +96,11 @@ def pack_dataset(
 
     packed: dict[Path, tuple[str, int, int, int, int]] = {}
     entries: list[PackedEntry] = []
+    folders_of: Counter[str] = Counter()
     for split, source in plan:
         if source not in packed:
-            folder = f"{split}{sum(1 for f in packed.values() if f[0].startswith(split))}"
+            folder = f"{split}{folders_of[split]}"
+            folders_of[split] += 1
             images = entry_images(source)
             bar = tqdm(images, desc=f"{split} {source.name}", unit="img", disable=not progress)
             counts = _pack_entry(source, out / folder, max_side, quality, bar)
