@@ -29,6 +29,7 @@ from gesture_recognition.benchmarks import perf_analyzer
 from gesture_recognition.serving.build import build_repository
 from gesture_recognition.serving.configs import ServingOptions
 from gesture_recognition.serving.launcher import TritonServer
+from tests.conftest import sample_photos
 from tests.unit.deployment_files import (
     DASHBOARD,
     DEPLOY,
@@ -45,7 +46,7 @@ from tests.unit.deployment_files import (
 pytestmark = pytest.mark.functional
 
 ROOT = Path(__file__).resolve().parents[2]
-PHOTO = ROOT / "samples" / "subhih_2_pic00106.jpg"
+PHOTO = sample_photos()[1]  # one hand
 ENSEMBLES = ("gesture_ensemble", "gesture_ensemble_bytes")
 REQUESTS = 2
 

@@ -31,12 +31,12 @@ from gesture_recognition.images import load_image
 from gesture_recognition.serving.launcher import Endpoints, free_port
 from gesture_recognition.serving.processes import stub_processes
 from gesture_recognition.serving.triton_251 import orphaned_stubs
+from tests.conftest import sample_photos
 
 from .conftest import ServingModels
 
 pytestmark = pytest.mark.functional
 
-SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 MAX_PIXELS = 500_000  # a 640x480 sample passes, 1000x1000 does not
 MAX_HANDS = 2
 MAX_IMAGE_BYTES = 200_000  # the samples are well below; the oversized blob above
@@ -142,7 +142,7 @@ def served(
 
 @pytest.fixture(scope="module")
 def photo() -> np.ndarray:
-    return load_image(sorted(SAMPLES.glob("*.jpg"))[0])
+    return load_image(sample_photos()[0])
 
 
 def _infer(url: str, image: np.ndarray, timeout_s: float = 30.0) -> str:

@@ -16,6 +16,7 @@ from gesture_recognition.benchmarks.report import INPROCESS, SERVED_GRPC
 from gesture_recognition.pipeline import GesturePipeline
 from gesture_recognition.serving.configs import ServingOptions, model_configs, read_specs
 from gesture_recognition.serving.contract import ENSEMBLE, ENSEMBLE_BYTES, HAND_CROPS
+from tests.conftest import sample_photos
 
 from .conftest import RunningServer
 
@@ -29,9 +30,7 @@ def inputs(
     pa.check_runs()
     n = triton_server.max_hands
     pipeline = GesturePipeline.from_dir(triton_server.models_dir, max_hands=n)
-    photos = [
-        trace_photo(pipeline, p, n) for p in sorted((repo_root / "samples").glob("*.jpg"))[:2]
-    ]
+    photos = [trace_photo(pipeline, p, n) for p in sample_photos()[:2]]
     configs = model_configs(
         "cpu", read_specs(triton_server.models_dir), ServingOptions(max_hands=n)
     )

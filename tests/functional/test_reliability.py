@@ -35,13 +35,13 @@ from gesture_recognition.serving.contract import (
     HAND_CROPS,
 )
 from gesture_recognition.serving.soak import load_photos, report_markdown, run_soak
+from tests.conftest import sample_photos
 
 from .conftest import BOX_ATOL, CPU_MODEL_NAMES, PROTOCOLS, SCORE_ATOL, RunningServer
 
 pytestmark = pytest.mark.functional
 
 REPO = Path(__file__).resolve().parents[2]
-SAMPLES = REPO / "samples"
 INVALID = {"grpc": "StatusCode.INVALID_ARGUMENT", "http": "400"}
 
 
@@ -121,7 +121,7 @@ def _assert_healthy_and_correct(server: RunningServer, protocol: str, reference)
         assert client.is_server_live() and client.is_server_ready()
         for name in CPU_MODEL_NAMES:
             assert client.is_model_ready(name), name
-        image = load_image(sorted(SAMPLES.glob("*.jpg"))[0])
+        image = load_image(sample_photos()[0])
         answer = _answer(client, ENSEMBLE, [_tensor(protocol, "IMAGE", image, "UINT8")])
         _assert_like(answer, reference, image)
     finally:
@@ -130,7 +130,7 @@ def _assert_healthy_and_correct(server: RunningServer, protocol: str, reference)
 
 @pytest.fixture(scope="module")
 def sample_bytes() -> bytes:
-    return sorted(SAMPLES.glob("*.jpg"))[0].read_bytes()
+    return sample_photos()[0].read_bytes()
 
 
 # ----------------------------------------------------------------- encoded entry point
@@ -252,7 +252,7 @@ def test_nan_and_inf_where_floats_are_accepted(
     """The ensembles take only UINT8/BYTES, but the steps are reachable by name: their float
     inputs refuse NaN/Inf (LETTERBOX, LOGITS) or drop non-finite detector rows."""
     client = _client(triton_server, protocol)
-    image = load_image(sorted(SAMPLES.glob("*.jpg"))[0])
+    image = load_image(sample_photos()[0])
     detections = np.zeros((1, 300, 6), np.float32)
     try:
         for bad in (np.nan, np.inf):
@@ -290,11 +290,11 @@ def test_nan_and_inf_where_floats_are_accepted(
 
 
 def test_a_batch_of_mixed_valid_and_invalid_photos(
-    triton_server: RunningServer, reference: GesturePipeline
+    triton_server: RunningServer, reference: GesturePipeline, sample_folder: Path
 ) -> None:
     """Valid and invalid requests in flight together (the detector batches what arrives
     together): each invalid one is refused alone, each valid one answered correctly."""
-    photos = load_photos(SAMPLES)
+    photos = load_photos(sample_folder)
     client = httpclient.InferenceServerClient(triton_server.http_url, concurrency=8)
     jobs = []
     try:
@@ -381,7 +381,9 @@ def test_model_control_is_off(triton_server: RunningServer) -> None:
 # ----------------------------------------------------------------- soak
 
 
-def test_soak_zero_failures_and_bounded_memory(triton_server: RunningServer) -> None:
+def test_soak_zero_failures_and_bounded_memory(
+    triton_server: RunningServer, sample_folder: Path
+) -> None:
     """GESTURE_SOAK_S seconds (default 60) of load at concurrency 4 over both protocols and
     entry points; the long run is scripts/soak.sh (reports/reliability/soak.md)."""
     duration = float(os.environ.get("GESTURE_SOAK_S", "60"))
@@ -391,7 +393,7 @@ def test_soak_zero_failures_and_bounded_memory(triton_server: RunningServer) -> 
         server_pid,
         triton_server.grpc_url,
         triton_server.http_url,
-        load_photos(SAMPLES),
+        load_photos(sample_folder),
         duration_s=duration,
         concurrency=4,
         warmup_s=min(15.0, duration / 3),

@@ -48,6 +48,7 @@ from gesture_recognition.serving.contract import (
     HAND_CROPS,
     HAND_DETECTOR,
 )
+from tests.conftest import sample_photos
 
 CSV_HEADER = (
     "Concurrency,Inferences/Second,Client Send,Network+Server Send/Recv,Server Queue,"
@@ -225,9 +226,7 @@ def traced(repo_root: Path) -> tuple[dict, list]:
     models = repo_root / "models"
     opts = ServingOptions(max_hands=3)
     pipeline = GesturePipeline.from_dir(models, max_hands=3)
-    photos = [
-        trace_photo(pipeline, p, 3) for p in sorted((repo_root / "samples").glob("*.jpg"))[:2]
-    ]
+    photos = [trace_photo(pipeline, p, 3) for p in sample_photos()[:2]]
     return model_configs("cpu", read_specs(models), opts), photos
 
 
