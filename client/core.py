@@ -10,7 +10,7 @@ and label resolution behave identically in both, and each is tested once.
 
 from __future__ import annotations
 
-import contextlib
+import warnings
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -39,6 +39,8 @@ from .errors import (
     ServerError,
     ServerUnavailableError,
     is_lost_region,
+    is_region_in_use,
+    is_region_known,
     is_retryable,
     server_down,
     translate,
@@ -53,6 +55,9 @@ from .results import (
 )
 from .shm import Region, RegionPool, encode_input
 
+# Closing waits up to about a second for the server to let go of a region (``_unregister``).
+UNREGISTER_TRIES = 20
+UNREGISTER_WAIT_S = 0.05
 PROTOCOLS = ("grpc", "http")
 DEFAULT_URLS = {"grpc": "127.0.0.1:8001", "http": "127.0.0.1:8000"}
 SHARED_MEMORY_MODES = ("none", "system")
@@ -226,19 +231,40 @@ class ClientCore:
 
     def _register(self, region: Region) -> Steps[None]:
         if not region.registered:
-            yield partial(
-                self._client.register_system_shared_memory,
-                region.name,
-                region.key,
-                region.byte_size,
-            )
+            try:
+                yield partial(
+                    self._client.register_system_shared_memory,
+                    region.name,
+                    region.key,
+                    region.byte_size,
+                )
+            except InferenceServerException as exc:
+                if not is_region_known(exc):
+                    raise
             region.registered = True
 
     def _unregister(self, region: Region) -> Steps[None]:
-        # The server may have restarted (or gone) and forgotten it.
-        if region.registered:
-            with contextlib.suppress(Exception):
+        """Unregister ``region`` on the server, whatever its ``registered`` flag says (a reply
+        lost to a timeout leaves the flag wrong). Waits while a request that has already
+        answered still holds it; a server that is gone or never knew the region is fine."""
+        for _ in range(UNREGISTER_TRIES):
+            try:
                 yield partial(self._client.unregister_system_shared_memory, region.name)
+            except Exception as exc:
+                if not is_region_in_use(exc):
+                    break
+                yield Sleep(UNREGISTER_WAIT_S)
+            else:
+                break
+        else:
+            warnings.warn(
+                f"the server at {self.url} still held shared memory region {region.name!r} "
+                f"after {UNREGISTER_TRIES} tries; it stays registered there until the server "
+                "restarts",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        region.registered = False
 
     def _infer(self, request: Request, outputs: list[Any] | None = None) -> Steps[Any]:
         """One request, with retries; through a shared-memory region when the client uses

@@ -103,6 +103,24 @@ def is_lost_region(exc: BaseException) -> bool:
     )
 
 
+def is_region_in_use(exc: BaseException) -> bool:
+    """The server refused to unregister a region because a request still holds it: Triton
+    answers the client before it releases the request's inputs, so a region freed by the
+    client's last answer can still be in use for a moment."""
+    return isinstance(exc, InferenceServerException) and "currently in use" in (
+        exc.message() or ""
+    )
+
+
+def is_region_known(exc: BaseException) -> bool:
+    """The server already has a region of this name. The client's names are unique to it, so
+    it is ours: registered by a call whose reply was lost, or after a retry that assumed a
+    restart the server never had."""
+    return isinstance(exc, InferenceServerException) and "already in manager" in (
+        exc.message() or ""
+    )
+
+
 def _message(exc: BaseException) -> str:
     if isinstance(exc, InferenceServerException):
         text = exc.message() or ""

@@ -30,6 +30,7 @@ from gesture_recognition.client.errors import (
 )
 from gesture_recognition.images import load_image
 from gesture_recognition.pipeline import GesturePipeline, GestureResult
+from gesture_recognition.serving.contract import ENSEMBLE, IMAGE
 
 from .conftest import BOX_ATOL, PROTOCOLS, SCORE_ATOL, RunningServer, hand_count
 
@@ -112,6 +113,36 @@ def test_sync_client_matches_the_pipeline(
                 served = client.classify_path(path, encoded=encoded)
                 assert_same(served, local, (path.name, "bytes" if encoded else "raw"))
     assert not [r for r in _shm_regions(triton_server, protocol) if "gesture_client" in r]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_shared_memory_after_a_retry_and_while_the_server_holds_a_region(
+    triton_server: RunningServer,
+    expected: dict[Path, GestureResult],
+    protocol: str,
+) -> None:
+    """The real server's answers: a region registered again after a retry that assumed a
+    restart (it is ``already in manager``), and closing while a request still holds a region
+    (``currently in use``): nothing may stay registered."""
+    path, local = next(iter(expected.items()))
+    big = np.ascontiguousarray(np.tile(load_image(path), (3, 3, 1)))  # slow enough to overlap
+    client = GestureClient(url_of(triton_server, protocol), protocol, shared_memory="system")
+    try:
+        assert_same(client.classify_path(path), local)
+        assert client._pool is not None
+        client._pool.forget_registrations()  # what a retry after UNAVAILABLE does
+        assert_same(client.classify_path(path), local)
+        client.classify_image(big)
+        (region,) = [r for r in client._pool.regions() if r.byte_size >= big.nbytes]
+        holder = grpcclient.InferenceServerClient(triton_server.grpc_url)
+        tensor = grpcclient.InferInput(IMAGE, list(big.shape), "UINT8")
+        tensor.set_shared_memory(region.name, region.write(big.data.cast("B")))
+        answered: list[object] = []
+        holder.async_infer(ENSEMBLE, [tensor], callback=lambda *outcome: answered.append(outcome))
+    finally:
+        client.close()
+    assert not [r for r in _shm_regions(triton_server, protocol) if "gesture_client" in r]
+    holder.close()
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)

@@ -16,6 +16,7 @@ import pytest
 from tritonclient.grpc import InferResult as GrpcInferResult
 from tritonclient.utils import InferenceServerException
 
+from gesture_recognition.client import core as client_core
 from gesture_recognition.client.clients import (
     AsyncGestureClient,
     FileResult,
@@ -277,21 +278,42 @@ def test_async_retries_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 class FakeTriton:
-    """Stands in for tritonclient's sync client: forgets shared memory regions on demand."""
+    """Stands in for tritonclient's sync client: forgets shared memory regions on demand,
+    refuses a name it has (``already in manager``), holds a region for ``busy[name]`` more
+    unregister calls (``currently in use``) and fails ``unavailable`` infer calls first; the
+    messages are tritonserver 2.51's."""
 
     def __init__(self) -> None:
         self.known: set[str] = set()
         self.registrations = 0
+        self.unregister_calls = 0
+        self.busy: dict[str, int] = {}
+        self.unavailable = 0
         self.seen: list[bytes] = []
 
     def register_system_shared_memory(self, name: str, key: str, byte_size: int) -> None:
+        if name in self.known:
+            raise InferenceServerException(
+                msg=f"shared memory region '{name}' already in manager",
+                status="StatusCode.ALREADY_EXISTS",
+            )
         self.known.add(name)
         self.registrations += 1
 
     def unregister_system_shared_memory(self, name: str = "") -> None:
+        self.unregister_calls += 1
+        if self.busy.get(name, 0) > 0:
+            self.busy[name] -= 1
+            raise InferenceServerException(
+                msg=f"Cannot unregister shared memory region '{name}', it is currently in use.",
+                status="StatusCode.INTERNAL",
+            )
         self.known.discard(name)
 
     def infer(self, model: str, inputs: list, outputs: list, **kwargs: object) -> GrpcInferResult:
+        if self.unavailable:
+            self.unavailable -= 1
+            raise grpc_error("UNAVAILABLE", "Socket closed")
         region = inputs[0]._get_tensor().parameters["shared_memory_region"].string_param
         if region not in self.known:
             raise InferenceServerException(
@@ -319,6 +341,68 @@ def test_shared_memory_is_registered_again_after_a_silent_server_restart() -> No
     client.close()
     assert not fake.known  # unregistered on close
     assert not [
+        f for f in Path("/dev/shm").iterdir() if f.name.startswith(f"gesture_client_{os.getpid()}_")
+    ]
+
+
+def _shm_client(monkeypatch: pytest.MonkeyPatch) -> tuple[GestureClient, FakeTriton]:
+    monkeypatch.setattr(time, "sleep", lambda seconds: None)
+    client = GestureClient(URL, shared_memory="system", labels=LABELS, retries=2)
+    fake = FakeTriton()
+    client._client = fake
+    return client, fake
+
+
+def test_a_transient_error_keeps_the_registered_regions_usable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """UNAVAILABLE without a restart: the retry registers again, the server says it has the
+    region, and the request goes through instead of failing on ``already in manager``."""
+    client, fake = _shm_client(monkeypatch)
+    photo = np.zeros((48, 64, 3), np.uint8)
+    client.classify_image(photo)
+    fake.unavailable = 1
+    assert client.classify_image(photo).hand_boxes.shape == (2, 4)
+    assert fake.registrations == 1
+    client.close()
+    assert not fake.known
+
+
+def test_closing_waits_while_the_server_still_holds_a_region(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client, fake = _shm_client(monkeypatch)
+    client.classify_image(np.zeros((48, 64, 3), np.uint8))
+    (name,) = fake.known
+    fake.busy[name] = 3  # the answered request has not released its input yet
+    client.close()
+    assert not fake.known
+    assert fake.unregister_calls == 4
+
+
+def test_closing_unregisters_a_region_whose_registration_reply_was_lost(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client, fake = _shm_client(monkeypatch)
+    client.classify_image(np.zeros((48, 64, 3), np.uint8))
+    assert client._pool is not None
+    for region in client._pool.regions():
+        region.registered = False  # e.g. the register call timed out after the server did it
+    client.close()
+    assert not fake.known
+
+
+def test_a_region_the_server_never_releases_is_reported(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client, fake = _shm_client(monkeypatch)
+    client.classify_image(np.zeros((48, 64, 3), np.uint8))
+    (name,) = fake.known
+    fake.busy[name] = 10**6
+    with pytest.warns(RuntimeWarning, match="still held shared memory region"):
+        client.close()
+    assert fake.unregister_calls == client_core.UNREGISTER_TRIES
+    assert not [  # the local memory is freed all the same
         f for f in Path("/dev/shm").iterdir() if f.name.startswith(f"gesture_client_{os.getpid()}_")
     ]
 
