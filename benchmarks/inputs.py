@@ -91,10 +91,11 @@ def trace_photo(
     det_spec, cls_spec = pipeline.detector.spec, pipeline.classifier.spec
     detector_input, letterbox = steps.preprocess(image, det_spec, max_pixels)
     detections = pipeline.detector(detector_input)
-    boxes, _scores, classifier_input = steps.crop_hands(
+    boxes, scores, classifier_input = steps.crop_hands(
         image, detections, letterbox, det_spec.conf_threshold, cls_spec, max_hands, max_pixels
     )
-    logits = pipeline.classifier(classifier_input)
+    logits, hand = pipeline.classifier.logits_and_hand(classifier_input)
+    verifier = {} if hand is None else {"hand": hand.reshape(-1, 1)}
     return PhotoTensors(
         name=path.name,
         tensors={
@@ -106,7 +107,9 @@ def trace_photo(
             "detections": detections,
             "classifier_input": classifier_input,
             "logits": logits,
-            "HAND_BOXES": boxes,
+            "crop_boxes": boxes,
+            "crop_scores": scores,
+            **verifier,
         },
         hands=len(boxes),
     )
@@ -141,7 +144,7 @@ def input_data(
 ) -> dict[str, object]:
     """perf_analyzer's ``--input-data`` JSON for one model: one step per photo.
 
-    A photo whose tensor for this model is empty (``HAND_BOXES [0, 4]`` of a photo without a
+    A photo whose tensor for this model is empty (``CROP_BOXES [0, 4]`` of a photo without a
     hand, which the ensemble does pass to the classifier) is left out of this model's data:
     perf_analyzer 2.50 dies with SIGSEGV on a zero-element input.
     """

@@ -6,6 +6,8 @@ gesture-train rebuild-detector  a shipped detector ONNX -> a checkpoint to fine-
 gesture-train export-detector   checkpoint -> hand_detector.onnx/.json (verified)
 gesture-train train-classifier  train the timm classifier on crops, export ONNX (verified)
 gesture-train derive-classifier a classifier served in a coarser label map (mcs2021 from hagrid)
+gesture-train train-verifier    a hand / not-a-hand output on a classifier's features (fitted on
+                                the detector's boxes on its training photos)
 gesture-train evaluate          detectors (MediaPipe side by side), classifiers, end to end
 Data (training/cli_data.py)
 gesture-train convert           hand-box datasets -> one YOLO detector dataset
@@ -153,6 +155,39 @@ def _cmd_train_classifier(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train_verifier(args: argparse.Namespace) -> int:
+    import json
+
+    from gesture_recognition.pipeline import load_detector
+    from gesture_recognition.training.evaluate import split_images
+    from gesture_recognition.training.verifier import VerifierConfig, train_verifier
+
+    def photos(data_yaml: str | None, split: str) -> list[Path]:
+        # A split may name a folder several times (drawn more often): each photo once here.
+        return list(dict.fromkeys(split_images(data_yaml, split))) if data_yaml else []
+
+    cfg = VerifierConfig(
+        min_score=args.min_score,
+        l2=args.l2,
+        threshold=args.threshold,
+        seed=args.seed,
+        crops_per_class=args.crops_per_class,
+    )
+    report = train_verifier(
+        Path(args.classifier_dir),
+        load_detector(args.models_dir, args.threads),
+        photos(args.data, "train"),
+        Path(args.out),
+        cfg,
+        photos(args.data, "val") if args.validate else [],
+        args.threads,
+        Path(args.crops) if args.crops else None,
+        [Path(d) for d in args.context_scenes or ()],
+    )
+    print(json.dumps(report, indent=2))
+    return 0
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from gesture_recognition.training import evaluate as ev
     from gesture_recognition.training import evaluate_photos as ep
@@ -206,15 +241,19 @@ def _cmd_threshold_sweep(args: argparse.Namespace) -> int:
         load_label_map(args.exclude_label_map) if args.exclude_label_map else None,
         ts.trained_photos(args.exclude_trained or ()),
     )
+    verifier = ts.parse_verifier_thresholds(args.verifier_thresholds)
     detector_rows = []
     for item in args.detector_data or ():
         name, _, source = item.rpartition("=")
         data = load_set(name or Path(source).name, Path(source), args.split)
-        detector_rows += ts.sweep_detector_set(detector, data, thresholds)
-    scene_rows = ts.sweep_scenes(detector, classifier, scenes, thresholds)
-    result = ts.SweepResult(thresholds, detector_rows, scene_rows, len(scenes))
-    chosen = ts.choose(result, args.min_precision)
-    out = ts.write_report(result, chosen, args.min_precision, Path(args.out), args.title)
+        detector_rows += ts.sweep_detector_set(detector, data, thresholds, classifier, verifier)
+    scene_rows = ts.sweep_scenes(detector, classifier, scenes, thresholds, verifier)
+    kept = ts.sweep_crops(classifier, Path(args.crops), verifier) if args.crops else {}
+    result = ts.SweepResult(thresholds, detector_rows, scene_rows, len(scenes), verifier, kept)
+    chosen = ts.choose(result, args.min_precision, args.min_crops_kept)
+    out = ts.write_report(
+        result, chosen, args.min_precision, Path(args.out), args.title, args.min_crops_kept
+    )
     print(out.read_text(encoding="utf-8"))
     return 0
 
@@ -359,6 +398,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-channels-last", action="store_true", help="NCHW instead of NHWC")
     p.set_defaults(func=_cmd_train_classifier)
 
+    p = sub.add_parser(
+        "train-verifier", help="a hand / not-a-hand output on a classifier's features"
+    )
+    p.add_argument("--classifier-dir", required=True, help="the classifier (ONNX + JSON)")
+    p.add_argument("--models-dir", default="models", help="the detector whose boxes it checks")
+    p.add_argument(
+        "--data", required=True, help="the detector's data.yaml: its train photos fit the verifier"
+    )
+    p.add_argument(
+        "--validate", action="store_true", help="also report the separation on its val photos"
+    )
+    p.add_argument(
+        "--crops", help="labelled hand crops (import-crops folder): its train split are hands too"
+    )
+    p.add_argument("--crops-per-class", type=int, default=300)
+    p.add_argument(
+        "--context-scenes",
+        action="append",
+        help="images/train folder of boxed photos: tight crops are shown over their hands",
+    )
+    p.add_argument("--out", required=True, help="folder for the classifier with the verifier")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        help="the served verifier threshold (the one threshold-sweep chose on validation data)",
+    )
+    p.add_argument("--min-score", type=float, default=0.01, help="detector boxes mined down to")
+    p.add_argument("--l2", type=float, default=0.01)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None)
+    p.set_defaults(func=_cmd_train_verifier)
+
     p = sub.add_parser("evaluate", help="metrics and a markdown/PNG report")
     p.add_argument("--models-dir", default="models", help="detector (and default classifier)")
     p.add_argument(
@@ -420,7 +492,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="a training images folder: leave out the scenes it links to (repeat)",
     )
     p.add_argument("--thresholds", default=",".join(map(str, _default_thresholds())))
+    p.add_argument(
+        "--verifier-thresholds",
+        default="off",
+        help="with a classifier that has a hand verifier: e.g. off,0.3,0.5 (pairs with each "
+        "threshold)",
+    )
     p.add_argument("--min-precision", type=float, default=0.95)
+    p.add_argument(
+        "--crops",
+        help="import-crops folder: the share of each label's val crops each verifier threshold "
+        "keeps (the guard: --min-crops-kept)",
+    )
+    p.add_argument("--min-crops-kept", type=float, default=0.98)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--title", default="Detector threshold on validation data")
     p.add_argument("--out", required=True, help="markdown report")

@@ -27,6 +27,7 @@ from gesture_recognition.training import evaluate as ev
 from gesture_recognition.training import evaluate_photos as ep
 from gesture_recognition.training.report import write_report
 from gesture_recognition.training.teacher import DEFAULT_PADDING
+from gesture_recognition.training.verifier import served_hands
 
 PEERS = ("mediapipe",)
 
@@ -91,6 +92,11 @@ def _peer_result(spec: DetectorSetSpec, plan: ReportPlan) -> dict[str, Any]:
     return {**result, "set": spec.name}
 
 
+def _has_verifier(models_dir: Path | None) -> bool:
+    spec = read_classifier_spec((models_dir or shipped_models_dir()) / CLASSIFIER_JSON)
+    return spec.verifier is not None
+
+
 def _classifier_label(directory: Path | None, models_dir: Path | None) -> str:
     return str(directory or models_dir or "models")
 
@@ -110,6 +116,24 @@ def run_plan(plan: ReportPlan) -> Path:
         )
         ours["set"] = spec.name
         results.append(ours)
+        if _has_verifier(plan.models_dir):
+            detect, served_conf = served_hands(
+                plan.models_dir or shipped_models_dir(), plan.threads
+            )
+            hands = ev.evaluate_detector(
+                plan.models_dir,
+                spec.data_yaml,
+                spec.split,
+                detect=detect,
+                served_conf=served_conf,
+                name=f"{spec.name} — served hands (detector + verifier)",
+            )
+            hands["set"] = spec.name
+            hands["notes"].append(
+                "Served hands: the detector's boxes at its threshold that the classifier's hand "
+                "verifier keeps; mAP here ranks only those boxes."
+            )
+            results.append(hands)
         peer = _peer_result(spec, plan) if plan.peer else None
         if peer is not None:
             results.append(peer)

@@ -166,6 +166,25 @@ gesture-train train-classifier --crops "$RUNS/crops/hagrid_all" --label-map hagr
 gesture-train derive-classifier --checkpoint "$RUNS/classifier/hagrid/best.pt" \
   --label-map mcs2021 --out models
 
+step "7b. the hand verifier on the classifiers' features (reports/verifier/): fitted on the
+   detector's boxes on its training photos and on HaGRID crops of every class; its threshold
+   chosen on validation data, with the guard that every gesture stays a hand"
+VERIFIER=(--data "$D/hands_hagrid_x4_sld.yaml" --crops "$RUNS/crops/hagrid_all"
+  --context-scenes "$D/hands_v1/images/train" --context-scenes "$D/hagrid_teacher/images/train")
+gesture-train train-verifier --classifier-dir models/hagrid "${VERIFIER[@]}" --validate \
+  --threshold 0.1 --out "$RUNS/verifier/hagrid_v2"
+gesture-train threshold-sweep --models-dir models --classifier-dir "$RUNS/verifier/hagrid_v2" \
+  --detector-data "subhih_roboflow=$D/hands_v1/data.yaml" --detector-data "digits=$D/sld_teacher/data.yaml" \
+  --detector-data "hagrid_scenes=$D/hagrid_teacher/data.yaml" --scenes "$DATA/hagrid_crops" \
+  --exclude-label-map "$HELD_OUT_MAP" --exclude-trained "$D/hagrid_teacher/images/train" \
+  --thresholds 0.03,0.05,0.1,0.15 --verifier-thresholds off,0.1,0.3,0.5,0.7 \
+  --crops "$RUNS/crops/hagrid_all" --min-crops-kept 0.98 --out reports/verifier/sweep_v2.md
+# The MachinesCanSee classifier is the same network: the same verifier (same features, weights).
+gesture-train train-verifier --classifier-dir models "${VERIFIER[@]}" --threshold 0.1 \
+  --out "$RUNS/verifier/mcs_v2"
+cp "$RUNS/verifier/hagrid_v2"/gesture_classifier.{onnx,json} models/hagrid/
+cp "$RUNS/verifier/mcs_v2"/gesture_classifier.{onnx,json} models/
+
 step "8. evaluate on held-out data -> reports/models (MediaPipe Hands side by side)"
 gesture-train evaluate --models-dir models --peer mediapipe \
   --detector-data "roboflow=$RUNS/datasets/roboflow_test/data.yaml" \

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gesture_recognition.boxes import CropConfig
-from gesture_recognition.json_fields import as_fields, as_float, as_floats, as_int
+from gesture_recognition.json_fields import Fields, as_fields, as_float, as_floats, as_int
 from gesture_recognition.labels import LabelMap
 
 DETECTOR_ONNX = "hand_detector.onnx"
@@ -138,6 +138,30 @@ class DetectorSpec:
 
 
 @dataclass(frozen=True)
+class VerifierSpec:
+    """A second output of the classifier: the probability that a crop shows a hand at all
+    (``gesture-train train-verifier``). Hands under ``threshold`` are dropped before the
+    decision, as MediaPipe Hands drops boxes its landmark model finds no hand in."""
+
+    threshold: float = 0.5
+    output_name: str = "hand"
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.threshold < 1.0:
+            raise ValueError(f"verifier threshold must be in [0, 1), got {self.threshold}")
+
+    def to_dict(self) -> dict[str, object]:
+        return {"threshold": self.threshold, "output_name": self.output_name}
+
+    @classmethod
+    def from_dict(cls, data: Fields) -> VerifierSpec:
+        return cls(
+            threshold=as_float(data.get("threshold", 0.5), "verifier.threshold"),
+            output_name=str(data.get("output_name", "hand")),
+        )
+
+
+@dataclass(frozen=True)
 class ClassifierSpec:
     label_map: LabelMap
     input_size: int = 224
@@ -147,8 +171,22 @@ class ClassifierSpec:
     architecture: str = "tf_efficientnet_lite0"
     input_name: str = "input"
     output_name: str = "logits"
+    verifier: VerifierSpec | None = None
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """What one run of the classifier returns: the logits, and the verifier's output."""
+        if self.verifier is None:
+            return (self.output_name,)
+        return (self.output_name, self.verifier.output_name)
 
     def to_dict(self) -> dict[str, object]:
+        data = self._fields()
+        if self.verifier is not None:
+            data["verifier"] = self.verifier.to_dict()
+        return data
+
+    def _fields(self) -> dict[str, object]:
         return {
             "kind": "gesture_classifier",
             "architecture": self.architecture,
@@ -176,6 +214,11 @@ class ClassifierSpec:
             architecture=str(data.get("architecture", "unknown")),
             input_name=str(data.get("input_name", "input")),
             output_name=str(data.get("output_name", "logits")),
+            verifier=(
+                VerifierSpec.from_dict(as_fields(data["verifier"], "verifier"))
+                if data.get("verifier") is not None
+                else None
+            ),
         )
 
 

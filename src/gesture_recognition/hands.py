@@ -26,6 +26,18 @@ class Hands:
     scores: NDArray[np.float32]  # [N] detector confidence
     batch: NDArray[np.float32]  # [N, 3, S, S] classifier input
 
+    def take(self, keep: NDArray[np.bool_]) -> Hands:
+        """The hands where ``keep`` is true, in the same order."""
+        return Hands(boxes=self.boxes[keep], scores=self.scores[keep], batch=self.batch[keep])
+
+
+def verified(hand: NDArray[np.float32] | None, spec: ClassifierSpec) -> NDArray[np.bool_] | None:
+    """Which hands the classifier's verifier keeps (``hand`` probability at or above its
+    threshold); None when the classifier has no verifier (every box is a hand)."""
+    if spec.verifier is None or hand is None:
+        return None
+    return np.asarray(hand, np.float32).reshape(-1) >= spec.verifier.threshold
+
 
 def order_hands(
     boxes: NDArray[np.float32], scores: NDArray[np.float32], max_hands: int

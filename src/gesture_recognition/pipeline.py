@@ -24,7 +24,7 @@ from gesture_recognition.artifacts import (
 )
 from gesture_recognition.decision import decide, softmax
 from gesture_recognition.detections import decode_detections
-from gesture_recognition.hands import DEFAULT_MAX_HANDS, prepare_hands
+from gesture_recognition.hands import DEFAULT_MAX_HANDS, prepare_hands, verified
 from gesture_recognition.images import DEFAULT_MAX_PIXELS, check_image_array, decode_image
 from gesture_recognition.letterbox import letterbox, to_detector_tensor
 from gesture_recognition.runtime import CPU_PROVIDER, ClassifierRunner, DetectorRunner
@@ -132,9 +132,13 @@ class GesturePipeline:
         image = check_image_array(image, self.max_pixels)
         boxes, scores = self.detect(image)
         hands = prepare_hands(image, boxes, scores, self.classifier.spec, self.max_hands)
+        logits, hand = self.classifier.logits_and_hand(hands.batch)
+        keep = verified(hand, self.classifier.spec)
+        if keep is not None:
+            hands, logits = hands.take(keep), logits[keep]
         probs = (
-            softmax(self.classifier(hands.batch))
-            if len(hands.batch)
+            softmax(logits)
+            if len(logits)
             else np.zeros((0, self.classifier.spec.label_map.num_classes), np.float32)
         )
         decision = decide(probs, self.classifier.spec.label_map)

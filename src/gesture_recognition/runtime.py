@@ -61,11 +61,11 @@ def make_session(
 
 
 class Session(Protocol):
-    """What a runner calls: one output of one ONNX file for the given inputs."""
+    """What a runner calls: outputs of one ONNX file for the given inputs, in one run."""
 
     def run(
-        self, output: str, feeds: Mapping[str, NDArray[np.float32]]
-    ) -> NDArray[np.float32]: ...
+        self, outputs: Sequence[str], feeds: Mapping[str, NDArray[np.float32]]
+    ) -> list[NDArray[np.float32]]: ...
 
 
 class OrtSession:
@@ -79,9 +79,10 @@ class OrtSession:
     ):
         self.session = make_session(onnx_path, threads, providers)
 
-    def run(self, output: str, feeds: Mapping[str, NDArray[np.float32]]) -> NDArray[np.float32]:
-        (out,) = self.session.run([output], dict(feeds))
-        return np.asarray(out, dtype=np.float32)
+    def run(
+        self, outputs: Sequence[str], feeds: Mapping[str, NDArray[np.float32]]
+    ) -> list[NDArray[np.float32]]:
+        return [np.asarray(o, np.float32) for o in self.session.run(list(outputs), dict(feeds))]
 
 
 def env_threads() -> int:
@@ -108,7 +109,8 @@ class _SpecRunner(Generic[SpecT]):
         self.session = session if session is not None else OrtSession(onnx_path, threads, providers)
 
     def _run(self, batch: NDArray[np.float32]) -> NDArray[np.float32]:
-        return self.session.run(self.spec.output_name, {self.spec.input_name: batch})
+        (out,) = self.session.run([self.spec.output_name], {self.spec.input_name: batch})
+        return out
 
 
 class DetectorRunner(_SpecRunner[DetectorSpec]):
@@ -125,3 +127,15 @@ class ClassifierRunner(_SpecRunner[ClassifierSpec]):
         if len(batch) == 0:
             return np.zeros((0, self.spec.label_map.num_classes), dtype=np.float32)
         return self._run(batch)
+
+    def logits_and_hand(
+        self, batch: NDArray[np.float32]
+    ) -> tuple[NDArray[np.float32], NDArray[np.float32] | None]:
+        """Logits ``[N, K]`` and, with a verifier, the probability ``[N]`` that each crop
+        shows a hand, from one run of the network."""
+        if self.spec.verifier is None:
+            return self(batch), None
+        if len(batch) == 0:
+            return self(batch), np.zeros(0, np.float32)
+        logits, hand = self.session.run(self.spec.output_names, {self.spec.input_name: batch})
+        return logits, hand.reshape(-1)

@@ -269,7 +269,8 @@ def test_nan_and_inf_where_floats_are_accepted(
             boxes = np.array([[10, 10, 50, 50]], np.float32)
             classifier_in = [
                 _tensor(protocol, "input", crops, "FP32"),
-                _tensor(protocol, "HAND_BOXES", boxes, "FP32"),
+                _tensor(protocol, "CROP_BOXES", boxes, "FP32"),
+                _tensor(protocol, "CROP_SCORES", np.array([0.9], np.float32), "FP32"),
             ]
             _assert_refused(client, protocol, GESTURE_CLASSIFIER, classifier_in, "LOGITS", "NaN")
         # Non-finite detector rows are dropped, never turned into boxes.

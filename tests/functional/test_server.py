@@ -282,7 +282,8 @@ def test_zero_hands_through_the_crop_and_decision_steps(
 
     # The cpu flavour's classifier model also decides (from the rows that are hands).
     classifier_in = []
-    for name, value in (("input", batch), ("HAND_BOXES", boxes)):
+    scores = crops.as_numpy("HAND_SCORES")
+    for name, value in (("input", batch), ("CROP_BOXES", boxes), ("CROP_SCORES", scores)):
         tensor = grpcclient.InferInput(name, list(value.shape), "FP32")
         tensor.set_data_from_numpy(value)
         classifier_in.append(tensor)
@@ -291,6 +292,7 @@ def test_zero_hands_through_the_crop_and_decision_steps(
     assert _texts(decision.as_numpy("GESTURE")) == ["no_gesture"]
     assert decision.as_numpy("SCORE").tolist() == [1.0]
     assert decision.as_numpy("HAND_GESTURES").shape == (0,)
+    assert decision.as_numpy("HAND_BOXES").shape == (0, 4)
     probs = decision.as_numpy("GESTURE_PROBS")
     assert probs[list(reference.labels).index("no_gesture")] == 1.0
 

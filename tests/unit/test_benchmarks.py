@@ -233,7 +233,7 @@ def traced(repo_root: Path) -> tuple[dict, list]:
 def test_a_photo_without_hands_is_left_out_of_the_classifier_data(
     traced, repo_root, tmp_path
 ) -> None:
-    """perf_analyzer 2.50 segfaults on an empty tensor (HAND_BOXES [0, 4] of a photo without
+    """perf_analyzer 2.50 segfaults on an empty tensor (CROP_BOXES [0, 4] of a photo without
     a hand); such a photo stays in the ensembles' data, not in the classifier's."""
     configs, photos = traced
     pipeline = GesturePipeline.from_dir(repo_root / "models", max_hands=3)
@@ -242,14 +242,14 @@ def test_a_photo_without_hands_is_left_out_of_the_classifier_data(
 
     Image.new("RGB", (160, 120), (128, 128, 128)).save(blank)
     empty = trace_photo(pipeline, blank, 3)
-    assert empty.hands == 0 and empty.tensors["HAND_BOXES"].shape == (0, 4)
+    assert empty.hands == 0 and empty.tensors["crop_boxes"].shape == (0, 4)
     sources = model_input_sources(configs)
     mixed = [empty, *photos]
     classifier = input_data(configs[GESTURE_CLASSIFIER], sources[GESTURE_CLASSIFIER], mixed)
     with_hands = sum(p.hands > 0 for p in photos)  # the detector may miss a sample's hand too
     assert with_hands > 0 and len(classifier["data"]) == with_hands
     assert all(
-        step["HAND_BOXES"]["shape"][0] > 0
+        step["CROP_BOXES"]["shape"][0] > 0
         for step in classifier["data"]  # type: ignore[index]
     )
     assert len(input_data(configs[ENSEMBLE], sources[ENSEMBLE], mixed)["data"]) == len(mixed)
@@ -289,7 +289,7 @@ def test_every_model_gets_the_tensors_it_receives_in_the_ensemble(traced, repo_r
     classifier_step = input_data(
         configs[GESTURE_CLASSIFIER], sources[GESTURE_CLASSIFIER], photos[:1]
     )["data"][0]
-    assert set(classifier_step) == {"input", "HAND_BOXES"}
+    assert set(classifier_step) == {"input", "CROP_BOXES", "CROP_SCORES"}
     crops_step = input_data(configs[HAND_CROPS], sources[HAND_CROPS], photos[:1])["data"][0]
     assert crops_step["DETECTIONS"]["shape"][0] == 1
 

@@ -144,16 +144,19 @@ def test_a_model_being_unloaded_or_loaded_is_retried() -> None:
 def test_nan_logits_are_bad_input_not_a_server_failure() -> None:
     import numpy as np
 
+    from gesture_recognition.artifacts import ClassifierSpec
     from gesture_recognition.labels import load_label_map
     from gesture_recognition.serving.steps import InvalidInputError, decision_outputs
 
     labels = load_label_map("mcs2021")
+    spec = ClassifierSpec(label_map=labels)
     logits = np.zeros((1, labels.num_classes), np.float32)
     logits[0, 1] = np.nan
+    box, score = np.array([[0, 0, 9, 9]], np.float32), np.array([0.9], np.float32)
     with pytest.raises(InvalidInputError, match="NaN or Inf"):
-        decision_outputs(logits, np.array([[0, 0, 9, 9]], np.float32), labels)
+        decision_outputs(logits, box, score, spec)
     # NaN in the dummy row of a photo without hands is ignored, as the dummy row is.
-    out = decision_outputs(logits, np.zeros((0, 4), np.float32), labels)
+    out = decision_outputs(logits, np.zeros((0, 4), np.float32), np.zeros(0, np.float32), spec)
     assert out["GESTURE"][0] == b"no_gesture"
 
 

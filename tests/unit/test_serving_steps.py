@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 from typing import ClassVar
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from gesture_recognition.artifacts import ClassifierSpec, DetectorSpec
+from gesture_recognition.artifacts import ClassifierSpec, DetectorSpec, VerifierSpec
 from gesture_recognition.boxes import CropConfig
 from gesture_recognition.decision import decide, softmax
 from gesture_recognition.images import InvalidImageError
@@ -196,13 +197,19 @@ def test_crop_hands_rejects_malformed_tensors(
 # ----------------------------------------------------------------- gesture_decision
 
 
+def _boxes(n: int) -> tuple[np.ndarray, np.ndarray]:
+    boxes = np.arange(n * 4, dtype=np.float32).reshape(n, 4)
+    return boxes, np.linspace(0.9, 0.5, n).astype(np.float32)
+
+
 def test_decision_zero_hands_ignores_the_dummy_row() -> None:
     logits = np.zeros((1, LABELS.num_classes), np.float32)
     logits[0, LABELS.classes.index("like")] = 50.0  # the dummy row must not win
-    out = decision_outputs(logits, np.zeros((0, 4), np.float32), LABELS)
+    out = decision_outputs(logits, *_boxes(0), SPEC)
     assert out["GESTURE"].tolist() == [b"no_gesture"]
     assert out["SCORE"].tolist() == [1.0]
     assert out["HAND_GESTURES"].shape == (0,) and out["HAND_GESTURE_SCORES"].shape == (0,)
+    assert out["HAND_BOXES"].shape == (0, 4) and out["HAND_SCORES"].shape == (0,)
     assert out["GESTURE_PROBS"][LABELS.classes.index("no_gesture")] == 1.0
 
 
@@ -211,7 +218,8 @@ def test_decision_matches_the_in_process_rule(hands: int) -> None:
     logits = (
         np.random.default_rng(hands).normal(size=(hands, LABELS.num_classes)).astype(np.float32)
     )
-    out = decision_outputs(logits, np.zeros((hands, 4), np.float32), LABELS)
+    boxes, scores = _boxes(hands)
+    out = decision_outputs(logits, boxes, scores, SPEC)
     expected = decide(softmax(logits), LABELS)
     assert out["GESTURE"][0].decode() == expected.gesture
     assert out["SCORE"][0] == pytest.approx(expected.score)
@@ -219,15 +227,49 @@ def test_decision_matches_the_in_process_rule(hands: int) -> None:
     np.testing.assert_allclose(out["HAND_GESTURE_SCORES"], expected.hand_scores)
     np.testing.assert_allclose(out["GESTURE_PROBS"], expected.probabilities)
     assert out["GESTURE_PROBS"].shape == (LABELS.num_classes,)
+    np.testing.assert_array_equal(out["HAND_BOXES"], boxes)
+    np.testing.assert_array_equal(out["HAND_SCORES"], scores)
+
+
+def test_decision_drops_the_hands_the_verifier_rejects() -> None:
+    """The hands under the verifier's threshold are gone from every per-hand answer and from
+    the decision: the same rule as the in-process pipeline (hands.verified)."""
+    spec = replace(SPEC, verifier=VerifierSpec(threshold=0.3))
+    logits = np.zeros((4, LABELS.num_classes), np.float32)  # 3 hands + a dummy row
+    logits[0, LABELS.classes.index("like")] = 9.0  # confident, but not a hand
+    logits[1, LABELS.classes.index("ok")] = 3.0
+    logits[2, LABELS.classes.index("stop")] = 2.0
+    boxes, scores = _boxes(3)
+    hand = np.array([[0.1], [0.9], [0.3], [0.0]], np.float32)
+    out = decision_outputs(logits, boxes, scores, spec, hand)
+    assert [g.decode() for g in out["HAND_GESTURES"]] == ["ok", "stop"]
+    np.testing.assert_array_equal(out["HAND_BOXES"], boxes[1:])
+    np.testing.assert_array_equal(out["HAND_SCORES"], scores[1:])
+    assert out["GESTURE"][0] == b"ok"
+    expected = decide(softmax(logits[1:3]), LABELS)
+    assert out["SCORE"][0] == pytest.approx(expected.score)
+    # Every hand rejected: no hand, no_gesture.
+    none = decision_outputs(logits, boxes, scores, spec, np.zeros((4, 1), np.float32))
+    assert none["GESTURE"][0] == b"no_gesture" and none["HAND_BOXES"].shape == (0, 4)
+    with pytest.raises(InvalidInputError, match="HAND is missing"):
+        decision_outputs(logits, boxes, scores, spec)
+    with pytest.raises(InvalidInputError, match="rows of HAND"):
+        decision_outputs(logits, boxes, scores, spec, hand[:2])
+    # Without a verifier, a HAND tensor changes nothing.
+    plain = decision_outputs(logits, boxes, scores, SPEC, np.zeros((4, 1), np.float32))
+    assert len(plain["HAND_GESTURES"]) == 3
 
 
 def test_decision_rejects_inconsistent_inputs() -> None:
+    one, two = _boxes(1), _boxes(2)
     with pytest.raises(InvalidInputError, match="only 1 rows"):
-        decision_outputs(np.zeros((1, 7), np.float32), np.zeros((2, 4), np.float32), LABELS)
+        decision_outputs(np.zeros((1, 7), np.float32), *two, SPEC)
     with pytest.raises(InvalidInputError, match="LOGITS"):
-        decision_outputs(np.zeros((1, 5), np.float32), np.zeros((1, 4), np.float32), LABELS)
-    with pytest.raises(InvalidInputError, match="HAND_BOXES"):
-        decision_outputs(np.zeros((1, 7), np.float32), np.zeros((1, 3), np.float32), LABELS)
+        decision_outputs(np.zeros((1, 5), np.float32), *one, SPEC)
+    with pytest.raises(InvalidInputError, match="CROP_BOXES"):
+        decision_outputs(np.zeros((1, 7), np.float32), np.zeros((1, 3), np.float32), one[1], SPEC)
+    with pytest.raises(InvalidInputError, match="CROP_SCORES"):
+        decision_outputs(np.zeros((2, 7), np.float32), two[0], one[1], SPEC)
 
 
 # ----------------------------------------------------------------- python_model plumbing

@@ -59,14 +59,39 @@ def _result(precisions: dict[float, float], accuracy: dict[float, float]) -> ts.
 
 def test_choose_best_accuracy_within_the_precision_floor() -> None:
     result = _result({0.1: 0.90, 0.2: 0.96, 0.3: 0.99}, {0.1: 0.95, 0.2: 0.93, 0.3: 0.90})
-    assert ts.choose(result, 0.95) == 0.2  # 0.1 is more accurate but below the floor
-    assert ts.choose(result, 0.80) == 0.1
+    assert ts.choose(result, 0.95) == (0.2, None)  # 0.1 is more accurate but below the floor
+    assert ts.choose(result, 0.80) == (0.1, None)
     assert ts.choose(result, 0.995) is None
 
 
 def test_choose_ties_go_to_the_higher_threshold() -> None:
     result = _result({0.1: 0.97, 0.2: 0.97, 0.3: 0.97}, {0.1: 0.93, 0.2: 0.93, 0.3: 0.90})
-    assert ts.choose(result, 0.95) == 0.2
+    assert ts.choose(result, 0.95) == (0.2, None)
+
+
+def test_parse_verifier_thresholds() -> None:
+    assert ts.parse_verifier_thresholds("0.5, off,0.3,0.5") == (None, 0.3, 0.5)
+    for bad in ("", "1", "0", "on"):
+        with pytest.raises(ValueError):
+            ts.parse_verifier_thresholds(bad)
+
+
+def test_choose_with_a_verifier_ties_go_to_precision_then_thresholds() -> None:
+    points = [(0.05, None), (0.05, 0.5), (0.15, None), (0.15, 0.5)]
+    precision = {(0.05, None): 0.90, (0.05, 0.5): 0.99, (0.15, None): 0.96, (0.15, 0.5): 0.98}
+    accuracy = {(0.05, None): 0.95, (0.05, 0.5): 0.94, (0.15, None): 0.93, (0.15, 0.5): 0.94}
+    result = ts.SweepResult(
+        (0.05, 0.15),
+        [{"set": "a", "conf": t, "verifier": v, "precision": precision[t, v]} for t, v in points],
+        [{"conf": t, "verifier": v, "accuracy": accuracy[t, v]} for t, v in points],
+        10,
+        (None, 0.5),
+    )
+    assert result.points == points
+    # (0.05, off) is the most accurate but under the floor; two tie at 0.94 and the one with
+    # the higher precision wins although its detector threshold is lower.
+    assert ts.choose(result, 0.95) == (0.05, 0.5)
+    assert ts.point_text((0.05, 0.5)) == "0.05 + verifier 0.50"
 
 
 def test_validation_scenes_leave_out_test_classes_and_trained_photos(
@@ -134,3 +159,23 @@ def test_cli_writes_the_report(scenes: Path, tmp_path: Path, repo_root: Path) ->
     assert "validation scenes" in text and "| 0.20 |" in text and "| 0.40 |" in text
     bad = ["threshold-sweep", "--scenes", str(scenes), "--thresholds", "2", "--out", str(out)]
     assert main(bad) == 2
+
+
+def test_choose_skips_verifier_thresholds_that_drop_a_gesture() -> None:
+    """The guard: a verifier threshold that keeps too few validation crops of any one label is
+    not eligible, however good its other numbers."""
+    points = [(0.15, None), (0.15, 0.3), (0.15, 0.5)]
+    result = ts.SweepResult(
+        (0.15,),
+        [{"set": "a", "conf": t, "verifier": v, "precision": 0.99} for t, v in points],
+        [
+            {"conf": 0.15, "verifier": v, "accuracy": a}
+            for v, a in ((None, 0.9), (0.3, 0.95), (0.5, 0.93))
+        ],
+        10,
+        (None, 0.3, 0.5),
+        {0.3: {"like": 1.0, "mute": 0.0}, 0.5: {"like": 0.99, "mute": 0.985}},
+    )
+    assert ts.choose(result, 0.95) == (0.15, 0.3)  # no guard asked for
+    assert ts.choose(result, 0.95, min_crops_kept=0.98) == (0.15, 0.5)
+    assert ts.choose(result, 0.95, min_crops_kept=0.99) == (0.15, None)

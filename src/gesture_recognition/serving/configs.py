@@ -193,6 +193,12 @@ def pipeline(specs: Specs, opts: ServingOptions, flavour: str) -> tuple[Step, ..
     size, classes = cls.input_size, cls.label_map.num_classes
     detector_instances, classifier_instances = opts.instances(flavour)
     photo = _t(c.IMAGE, "UINT8", -1, -1, 3)
+    # A hand verifier is a second output of the classifier that the decision step reads.
+    verifier_out: tuple[Tensor, ...] = ()
+    verifier_in: tuple[Tensor, ...] = ()
+    if cls.verifier is not None:
+        verifier_out = (_t(cls.verifier.output_name, "FP32", -1, 1, wire="hand"),)
+        verifier_in = (_t(c.HAND, "FP32", -1, 1, wire="hand"),)
     return (
         Step(
             c.HAND_PREPROCESS,
@@ -222,8 +228,8 @@ def pipeline(specs: Specs, opts: ServingOptions, flavour: str) -> tuple[Step, ..
                 _t(c.LETTERBOX, "FP32", 3, wire="letterbox"),
             ),
             outputs=(
-                _t(c.HAND_BOXES, "FP32", -1, 4),
-                _t(c.HAND_SCORES, "FP32", -1),
+                _t(c.HAND_BOXES, "FP32", -1, 4, wire="crop_boxes"),
+                _t(c.HAND_SCORES, "FP32", -1, wire="crop_scores"),
                 _t(c.CLASSIFIER_INPUT, "FP32", -1, 3, size, size, wire="classifier_input"),
             ),
             parameters={c.MAX_HANDS: opts.max_hands, c.MAX_PIXELS: opts.max_pixels},
@@ -233,7 +239,10 @@ def pipeline(specs: Specs, opts: ServingOptions, flavour: str) -> tuple[Step, ..
             c.GESTURE_CLASSIFIER,
             # Not batched across requests: one request already carries all crops of a photo.
             inputs=(_t(cls.input_name, "FP32", -1, 3, size, size, wire="classifier_input"),),
-            outputs=(_t(cls.output_name, "FP32", -1, classes, wire="logits"),),
+            outputs=(
+                _t(cls.output_name, "FP32", -1, classes, wire="logits"),
+                *verifier_out,
+            ),
             onnx_file=CLASSIFIER_ONNX,
             spec_file=CLASSIFIER_JSON,
             instance_count=classifier_instances,
@@ -242,11 +251,15 @@ def pipeline(specs: Specs, opts: ServingOptions, flavour: str) -> tuple[Step, ..
             c.GESTURE_DECISION,
             inputs=(
                 _t(c.LOGITS, "FP32", -1, classes, wire="logits"),
-                _t(c.HAND_BOXES, "FP32", -1, 4),
+                _t(c.CROP_BOXES, "FP32", -1, 4, wire="crop_boxes"),
+                _t(c.CROP_SCORES, "FP32", -1, wire="crop_scores"),
+                *verifier_in,
             ),
             outputs=(
                 _t(c.GESTURE, "BYTES", 1),
                 _t(c.SCORE, "FP32", 1),
+                _t(c.HAND_BOXES, "FP32", -1, 4),
+                _t(c.HAND_SCORES, "FP32", -1),
                 _t(c.HAND_GESTURES, "BYTES", -1),
                 _t(c.HAND_GESTURE_SCORES, "FP32", -1),
                 _t(c.GESTURE_PROBS, "FP32", classes, label_filename=c.LABELS_FILE),

@@ -50,6 +50,11 @@ LETTERBOX = "LETTERBOX"
 DETECTIONS = "DETECTIONS"
 CLASSIFIER_INPUT = "CLASSIFIER_INPUT"
 LOGITS = "LOGITS"
+# The decision step's inputs: every hand the crop step cut (its HAND_BOXES / HAND_SCORES), and
+# with a hand verifier the classifier's ``hand`` probabilities; it answers the hands it keeps.
+CROP_BOXES = "CROP_BOXES"
+CROP_SCORES = "CROP_SCORES"
+HAND = "HAND"
 
 # Config parameters the Python-backend models read.
 MAX_PIXELS = "MAX_PIXELS"

@@ -17,9 +17,8 @@ from numpy.typing import NDArray
 from gesture_recognition.artifacts import ClassifierSpec, DetectorSpec
 from gesture_recognition.decision import decide, softmax
 from gesture_recognition.detections import decode_detections
-from gesture_recognition.hands import prepare_hands
+from gesture_recognition.hands import prepare_hands, verified
 from gesture_recognition.images import DEFAULT_MAX_IMAGE_BYTES, check_image_array, decode_image
-from gesture_recognition.labels import LabelMap
 from gesture_recognition.letterbox import LetterboxParams, letterbox, to_detector_tensor
 
 FloatArray = NDArray[np.float32]
@@ -107,30 +106,54 @@ def crop_hands(
 
 
 def decision_outputs(
-    logits: object, hand_boxes: object, label_map: LabelMap
+    logits: object,
+    crop_boxes: object,
+    crop_scores: object,
+    spec: ClassifierSpec,
+    hand: object | None = None,
 ) -> dict[str, np.ndarray]:
-    """Logits of the crops (first N rows are the N hands) -> the ensemble's answer tensors."""
+    """Logits of the crops (the first N rows are the N hands the crop step cut) -> the
+    ensemble's answer tensors. With a hand verifier, ``hand`` (its probabilities, first N
+    rows) drops the hands under its threshold first (``hands.verified``, as the in-process
+    pipeline does); the answered HAND_BOXES / HAND_SCORES are the hands kept."""
+    label_map = spec.label_map
     rows = np.asarray(logits, dtype=np.float32)
-    boxes = np.asarray(hand_boxes, dtype=np.float32)
+    boxes = np.asarray(crop_boxes, dtype=np.float32)
+    scores = np.asarray(crop_scores, dtype=np.float32).reshape(-1)
     k = label_map.num_classes
     if rows.ndim != 2 or rows.shape[1] != k:
         raise InvalidInputError(f"LOGITS must be [M, {k}], got {list(rows.shape)}")
     if boxes.ndim != 2 or boxes.shape[1] != 4:
-        raise InvalidInputError(f"HAND_BOXES must be [N, 4], got {list(boxes.shape)}")
+        raise InvalidInputError(f"CROP_BOXES must be [N, 4], got {list(boxes.shape)}")
     n = boxes.shape[0]
+    if scores.shape[0] != n:
+        raise InvalidInputError(f"{n} hand boxes but {scores.shape[0]} CROP_SCORES")
     if rows.shape[0] < n:
         raise InvalidInputError(f"{n} hands but only {rows.shape[0]} rows of LOGITS")
+    rows = rows[:n]
     # Checked here, not left to softmax: its ValueError would be answered as an INTERNAL
     # server failure instead of the caller's bad input.
-    if not np.all(np.isfinite(rows[:n])):
+    if not np.all(np.isfinite(rows)):
         raise InvalidInputError("LOGITS contain NaN or Inf")
-    probs = softmax(rows[:n]) if n else np.zeros((0, k), dtype=np.float32)
+    if spec.verifier is not None:
+        if hand is None:
+            raise InvalidInputError("the classifier has a hand verifier but HAND is missing")
+        probs_hand = np.asarray(hand, dtype=np.float32).reshape(-1)
+        if probs_hand.shape[0] < n:
+            raise InvalidInputError(f"{n} hands but only {probs_hand.shape[0]} rows of HAND")
+        keep = verified(probs_hand[:n], spec)
+        if keep is not None:
+            boxes, scores, rows = boxes[keep], scores[keep], rows[keep]
+            n = boxes.shape[0]
+    probs = softmax(rows) if n else np.zeros((0, k), dtype=np.float32)
     decision = decide(probs, label_map)
     if not math.isfinite(decision.score):
         raise InvalidInputError("the decision score is not finite")
     return {
         "GESTURE": np.array([decision.gesture.encode("utf-8")], dtype=np.object_),
         "SCORE": np.array([decision.score], dtype=np.float32),
+        "HAND_BOXES": boxes.astype(np.float32).reshape(n, 4),
+        "HAND_SCORES": scores.astype(np.float32).reshape(n),
         "HAND_GESTURES": np.array(
             [g.encode("utf-8") for g in decision.hand_gestures], dtype=np.object_
         ).reshape(n),

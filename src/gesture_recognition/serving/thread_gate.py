@@ -25,7 +25,7 @@ import fcntl
 import hashlib
 import os
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -86,11 +86,13 @@ class GatedSession:
         self.gate = gate
         self.runs = {"wide": 0, "narrow": 0}
 
-    def run(self, output: str, feeds: Mapping[str, NDArray[np.float32]]) -> NDArray[np.float32]:
+    def run(
+        self, outputs: Sequence[str], feeds: Mapping[str, NDArray[np.float32]]
+    ) -> list[NDArray[np.float32]]:
         with self.gate.enter() as alone:
-            (out,) = (self.wide if alone else self.narrow).run([output], dict(feeds))
+            out = (self.wide if alone else self.narrow).run(list(outputs), dict(feeds))
         self.runs["wide" if alone else "narrow"] += 1
-        return np.asarray(out, dtype=np.float32)
+        return [np.asarray(o, dtype=np.float32) for o in out]
 
 
 def gated_runner(args: Mapping[str, str], runner_cls: Callable[..., R], spec: object) -> R:
