@@ -28,18 +28,17 @@ import numpy as np
 from numpy.typing import NDArray
 from tqdm import tqdm
 
-from gesture_recognition.classifier_input import crops_to_batch
 from gesture_recognition.decision import decide, softmax
 from gesture_recognition.hands import Hands, prepare_hands
 from gesture_recognition.images import load_image
 from gesture_recognition.labels import LabelMap
 from gesture_recognition.pipeline import detect_hands
 from gesture_recognition.runtime import ClassifierRunner, DetectorRunner
-from gesture_recognition.training.crops import TIGHT_BOX
 from gesture_recognition.training.detector_sets import DetectorSet, score
 from gesture_recognition.training.evaluate import read_crop_manifest
 from gesture_recognition.training.evaluate_photos import Photo, photo_labels
 from gesture_recognition.training.served_view import ServedView
+from gesture_recognition.training.verifier import crop_batches, kept_shares
 
 DEFAULT_THRESHOLDS: tuple[float, ...] = (0.1, 0.15, 0.2, 0.25, 0.3)
 
@@ -233,30 +232,17 @@ def sweep_crops(
     stay a hand."""
     rows = read_crop_manifest(crops_dir, split)
     view = ServedView.deterministic(classifier.spec.crop)
-    spec = classifier.spec
     hand_parts = []
-    for start in tqdm(range(0, len(rows), batch_size), desc="verifier on crops", unit="batch"):
-        chunk = rows[start : start + batch_size]
-        images = []
-        for row in chunk:
-            crop = load_image(crops_dir / row["path"])
-            images.append(view(crop) if row.get("crop") == TIGHT_BOX else crop)
-        _, hand = classifier.logits_and_hand(
-            crops_to_batch(images, spec.input_size, spec.mean, spec.std)
-        )
+    for batch in crop_batches(crops_dir, rows, view, classifier.spec, batch_size):
+        _, hand = classifier.logits_and_hand(batch)
         if hand is None:
             raise ValueError("--crops measures a verifier: the classifier has none")
         hand_parts.append(hand)
-    hand = np.concatenate(hand_parts)
-    labels = np.array([r["label"] for r in rows])
-    return {
-        v: {
-            str(label): float((hand[labels == label] >= v).mean())
-            for label in sorted(set(labels.tolist()))
-        }
-        for v in verifier_thresholds
-        if v is not None
-    }
+    return kept_shares(
+        np.concatenate(hand_parts),
+        [r["label"] for r in rows],
+        [v for v in verifier_thresholds if v is not None],
+    )
 
 
 def choose(result: SweepResult, min_precision: float, min_crops_kept: float = 0.0) -> Point | None:

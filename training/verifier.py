@@ -29,7 +29,7 @@ import json
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -230,16 +230,41 @@ def crop_features(
     served geometry); ``[len(rows), D]``."""
     session, feature = _pooled_session(classifier_onnx, threads)
     out = []
-    for start in tqdm(range(0, len(rows), batch_size), desc="verifier hand crops", unit="batch"):
-        chunk = rows[start : start + batch_size]
-        images = []
-        for row in chunk:
-            crop = load_image(crops_dir / row["path"])
-            images.append(view(crop) if row.get("crop") == TIGHT_BOX else crop)
-        batch = crops_to_batch(images, spec.input_size, spec.mean, spec.std)
+    for batch in crop_batches(crops_dir, rows, view, spec, batch_size):
         (pooled,) = session.run([feature], {spec.input_name: batch})
-        out.append(np.asarray(pooled, np.float32).reshape(len(chunk), -1))
+        out.append(np.asarray(pooled, np.float32).reshape(len(batch), -1))
     return np.concatenate(out)
+
+
+def crop_batches(
+    crops_dir: Path,
+    rows: Sequence[dict[str, str]],
+    view: ServedView,
+    spec: ClassifierSpec,
+    batch_size: int = 64,
+) -> Iterator[NDArray[np.float32]]:
+    """Classifier input batches of a crops manifest's rows, in order; ``tight_box`` crops shown
+    through ``view`` (the served geometry)."""
+    for start in tqdm(range(0, len(rows), batch_size), desc="hand crops", unit="batch"):
+        images = []
+        for row in rows[start : start + batch_size]:
+            crop = load_image(Path(crops_dir) / row["path"])
+            images.append(view(crop) if row.get("crop") == TIGHT_BOX else crop)
+        yield crops_to_batch(images, spec.input_size, spec.mean, spec.std)
+
+
+def kept_shares(
+    hand: NDArray[np.float32], labels: Sequence[str], thresholds: Sequence[float]
+) -> dict[float, dict[str, float]]:
+    """Share of each label's crops whose ``hand`` probability is at or above each threshold."""
+    names = np.asarray(labels)
+    return {
+        t: {
+            str(label): float((hand[names == label] >= t).mean())
+            for label in sorted(set(names.tolist()))
+        }
+        for t in thresholds
+    }
 
 
 def fit_logistic(
@@ -405,11 +430,8 @@ def crops_kept(
     hand = _probabilities(
         crop_features(classifier_onnx, spec, crops_dir, rows, view, threads), weights, bias
     )
-    labels = np.array([r["label"] for r in rows])
-    return {
-        str(label): round(float((hand[labels == label] >= threshold).mean()), 4)
-        for label in sorted(set(labels.tolist()))
-    }
+    shares = kept_shares(hand, [r["label"] for r in rows], [threshold])[threshold]
+    return {label: round(share, 4) for label, share in shares.items()}
 
 
 def _probabilities(

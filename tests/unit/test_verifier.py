@@ -254,3 +254,26 @@ def test_hand_crops_are_drawn_per_label_and_featured_in_the_served_view(
     assert features.shape == (9, 1280) and np.isfinite(features).all()
     with pytest.raises(ValueError, match="holds no crop"):
         ver.crop_rows(hand_crops, "test", per_class=3, seed=0)
+
+
+@pytest.mark.parametrize(("bias", "share"), [(50.0, 1.0), (-50.0, 0.0)])
+def test_sweep_crops_measures_each_label(
+    repo_root: Path, hand_crops: Path, tmp_path: Path, bias: float, share: float
+) -> None:
+    from gesture_recognition.training import threshold_sweep as ts
+
+    source = repo_root / "models" / "hagrid"
+    model = ver.add_verifier_output(
+        onnx.load(str(source / CLASSIFIER_ONNX)), np.zeros(1280, np.float32), bias
+    )
+    onnx.save(model, str(tmp_path / CLASSIFIER_ONNX))
+    spec = replace(read_classifier_spec(source / CLASSIFIER_JSON), verifier=VerifierSpec(0.5))
+    runner = ClassifierRunner(tmp_path / CLASSIFIER_ONNX, spec, threads=1)
+    kept = ts.sweep_crops(runner, hand_crops, (None, 0.1, 0.9))
+    assert set(kept) == {0.1, 0.9}
+    assert kept[0.1] == {"like": share, "mute": share, "palm": share}
+    plain = ClassifierRunner(
+        source / CLASSIFIER_ONNX, read_classifier_spec(source / CLASSIFIER_JSON)
+    )
+    with pytest.raises(ValueError, match="has none"):
+        ts.sweep_crops(plain, hand_crops, (0.5,))
