@@ -104,7 +104,7 @@ def _classifier_label(directory: Path | None, models_dir: Path | None) -> str:
 def run_plan(plan: ReportPlan) -> Path:
     """Evaluate everything the plan names; returns the report's path."""
     results: list[dict[str, Any]] = []
-    detector_pairs: list[tuple[dict[str, Any], dict[str, Any] | None]] = []
+    detector_pairs: list[DetectorRows] = []
     for spec in plan.detector_sets:
         ours = ev.evaluate_detector(
             plan.models_dir,
@@ -116,6 +116,7 @@ def run_plan(plan: ReportPlan) -> Path:
         )
         ours["set"] = spec.name
         results.append(ours)
+        hands: dict[str, Any] | None = None
         if _has_verifier(plan.models_dir):
             detect, served_conf = served_hands(
                 plan.models_dir or shipped_models_dir(), plan.threads
@@ -137,7 +138,7 @@ def run_plan(plan: ReportPlan) -> Path:
         peer = _peer_result(spec, plan) if plan.peer else None
         if peer is not None:
             results.append(peer)
-        detector_pairs.append((ours, peer))
+        detector_pairs.append((ours, peer, hands))
     classifier_dirs = plan.classifier_dirs or [None]
     classifier_results, e2e_results = [], []
     skipped: list[str] = []
@@ -207,12 +208,20 @@ def _end_to_end(
     return out
 
 
+# One detector set's results: the served detector, the peer, and (with a classifier that has a
+# hand verifier) the served hands; the last may be left out.
+DetectorRows = (
+    tuple[dict[str, Any], dict[str, Any] | None]
+    | tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]
+)
+
+
 def _pct(value: float) -> str:
     return f"{value:.3f}"
 
 
 def summary_lines(
-    detector_pairs: Sequence[tuple[dict[str, Any], dict[str, Any] | None]],
+    detector_pairs: Sequence[DetectorRows],
     classifiers: Sequence[dict[str, Any]],
     e2e: Sequence[dict[str, Any]],
     out: Path,
@@ -232,8 +241,14 @@ def summary_lines(
             "| set | photos | hands | detector | recall | precision | mAP50 | ms/photo |",
             "|---|---|---|---|---|---|---|---|",
         ]
-        for ours, peer in detector_pairs:
-            for result, who in ((ours, "served"), (peer, "MediaPipe Hands")):
+        for ours, peer, *verified in detector_pairs:
+            hands = verified[0] if verified else None
+            rows = (
+                (ours, "served" if hands is None else "served detector"),
+                (hands, "served hands (+ verifier)"),
+                (peer, "MediaPipe Hands"),
+            )
+            for result, who in rows:
                 if result is None:
                     continue
                 served = result["served"]

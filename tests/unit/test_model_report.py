@@ -220,7 +220,14 @@ def test_evaluate_command_writes_one_report(
     ):
         assert f"## Summary: {heading}" in text
     metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))["results"]
-    assert set(metrics) == {"rf — served detector", f"classifier {models}", f"end to end {models}"}
+    expected = {"rf — served detector", f"classifier {models}", f"end to end {models}"}
+    # The shipped classifier has a hand verifier: the hands it serves are scored too, beside
+    # the detector alone, with the same matching code.
+    expected.add("rf — served hands (detector + verifier)")
+    assert set(metrics) == expected
+    hands = metrics["rf — served hands (detector + verifier)"]
+    assert hands["served"]["detections"] <= metrics["rf — served detector"]["served"]["detections"]
+    assert "| served hands (+ verifier) |" in text
     assert metrics[f"end to end {models}"]["n"] == len(SCENES)
     assert metrics["rf — served detector"]["images"] == 3
     assert list(out.glob("pr_compare_*.png"))
@@ -256,7 +263,7 @@ def test_mediapipe_side_by_side(
         threads=1,
     )
     text = run_plan(plan).read_text(encoding="utf-8")
-    assert "| served |" in text and "| MediaPipe Hands |" in text
+    assert "| served detector |" in text and "| MediaPipe Hands |" in text
     metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))["results"]
     peer = metrics["rf — MediaPipe Hands"]
     assert peer["images"] == 3 and peer["detector"]["teacher"] == "mediapipe_hands"
