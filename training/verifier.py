@@ -303,14 +303,32 @@ def fit_logistic(
     return w, b
 
 
+VERIFIER_NODES = ("verifier.score", "verifier.logit", HAND_OUTPUT)
+VERIFIER_WEIGHTS = ("verifier.weight", "verifier.bias")
+
+
+def strip_verifier(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of ``model`` without the verifier ``add_verifier_output`` added (if any): the
+    classifier as trained."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    graph = out.graph
+    kept_nodes = [n for n in graph.node if not set(n.output) & set(VERIFIER_NODES)]
+    kept_weights = [i for i in graph.initializer if i.name not in VERIFIER_WEIGHTS]
+    kept_outputs = [o for o in graph.output if o.name != HAND_OUTPUT]
+    del graph.node[:], graph.initializer[:], graph.output[:]
+    graph.node.extend(kept_nodes)
+    graph.initializer.extend(kept_weights)
+    graph.output.extend(kept_outputs)
+    return out
+
+
 def add_verifier_output(
     model: onnx.ModelProto, weights: NDArray[np.float32], bias: float
 ) -> onnx.ModelProto:
-    """A copy of ``model`` with a second output ``hand`` = sigmoid(features . w + b), [N, 1]."""
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    if any(o.name == HAND_OUTPUT for o in out.graph.output):
-        raise ValueError(f"the classifier already has an output {HAND_OUTPUT!r}")
+    """A copy of ``model`` with a second output ``hand`` = sigmoid(features . w + b), [N, 1];
+    a verifier it already has is replaced."""
+    out = strip_verifier(model)
     feature = feature_tensor(out)
     width = feature_width(out)
     if weights.shape != (width,):
@@ -367,9 +385,8 @@ def train_verifier(
     import torch
 
     classifier_dir, out_dir = Path(classifier_dir), Path(out_dir)
+    # A classifier that has a verifier gets it replaced (its features are the same).
     spec = read_classifier_spec(classifier_dir / CLASSIFIER_JSON)
-    if spec.verifier is not None:
-        raise ValueError(f"{classifier_dir} already has a verifier; start from one without")
     onnx_path = classifier_dir / CLASSIFIER_ONNX
     train = mine(detector, onnx_path, spec, train_photos, cfg, threads)
     features, is_hand = train.features, train.is_hand

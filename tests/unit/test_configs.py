@@ -114,7 +114,8 @@ def test_tensor_names_follow_the_specs() -> None:
     assert dict(steps[HAND_DETECTOR].output_map) == {"rows": "detections", "LETTERBOX": "letterbox"}
     assert dict(steps[GESTURE_CLASSIFIER].input_map) == {
         "crops": "classifier_input",
-        "HAND_BOXES": "HAND_BOXES",
+        "CROP_BOXES": "crop_boxes",
+        "CROP_SCORES": "crop_scores",
     }
 
 
@@ -214,18 +215,13 @@ def test_cpu_flavour_runs_the_glue_steps_inside_the_networks() -> None:
     ]
     assert _names(cpu[HAND_DETECTOR].input) == ["IMAGE"]
     assert _names(cpu[HAND_DETECTOR].output) == ["output0", "LETTERBOX"]
-    assert _names(cpu[GESTURE_CLASSIFIER].input) == ["input", "HAND_BOXES"]
-    assert _names(cpu[GESTURE_CLASSIFIER].output) == [
-        "logits",
-        *(n for n in ENSEMBLE_OUTPUTS if n not in ("HAND_BOXES", "HAND_SCORES")),
-    ]
-    # The logits stay inside the classifier's model: the ensemble does not map them.
+    assert _names(cpu[GESTURE_CLASSIFIER].input) == ["input", "CROP_BOXES", "CROP_SCORES"]
+    assert set(_names(cpu[GESTURE_CLASSIFIER].output)) == {"logits", *ENSEMBLE_OUTPUTS}
+    # The logits stay inside the classifier's model: the ensemble does not map them. The
+    # hands it answers are the decision's (after a verifier, when there is one).
     classify = cpu[ENSEMBLE].ensemble_scheduling.step[-1]
     assert "logits" not in classify.output_map
-    assert set(classify.output_map.values()) == set(ENSEMBLE_OUTPUTS) - {
-        "HAND_BOXES",
-        "HAND_SCORES",
-    }
+    assert set(classify.output_map.values()) == set(ENSEMBLE_OUTPUTS)
     ort = model_configs("onnxruntime", _specs())
     assert _steps(ort[ENSEMBLE_BYTES]) == list(NATIVE_MODELS[:6])
 
@@ -260,7 +256,11 @@ def test_the_rule_covers_a_step_added_to_the_pipeline() -> None:
     assert [s.name for s in cpu] == [HAND_DETECTOR, HAND_CROPS, "extra_step", GESTURE_CLASSIFIER]
     cpu_ensemble = cf.ensemble_config(ENSEMBLE, cpu, entry, specs)
     classify = cpu_ensemble.ensemble_scheduling.step[-1]
-    assert dict(classify.input_map) == {"input": "extra_out", "HAND_BOXES": "HAND_BOXES"}
+    assert dict(classify.input_map) == {
+        "input": "extra_out",
+        "CROP_BOXES": "crop_boxes",
+        "CROP_SCORES": "crop_scores",
+    }
 
 
 def test_a_step_between_a_network_and_a_step_inside_it_is_refused() -> None:

@@ -66,8 +66,13 @@ def test_added_output_is_the_logistic_layer_and_leaves_the_logits(
     np.testing.assert_allclose(hand[:, 0], expected, atol=1e-5)
     with pytest.raises(ValueError, match="do not fit"):
         ver.add_verifier_output(model, weights[:10], 0.0)
-    with pytest.raises(ValueError, match="already has"):
-        ver.add_verifier_output(onnx.load(str(with_hand)), weights, 0.0)
+    # A verifier it already has is replaced, not stacked; stripping gives the classifier back.
+    again = ver.add_verifier_output(onnx.load(str(with_hand)), weights, -0.25)
+    assert [o.name for o in again.graph.output] == ["logits", "hand"]
+    stripped = ver.strip_verifier(again)
+    assert [o.name for o in stripped.graph.output] == ["logits"]
+    assert len(stripped.graph.node) == len(ver.strip_verifier(model).graph.node)
+    onnx.checker.check_model(stripped)
 
 
 def test_fit_logistic_separates_and_folds_the_standardisation() -> None:
@@ -146,8 +151,13 @@ def test_train_verifier_cli_writes_a_classifier_with_a_verifier(
     assert code == 0
     spec = read_classifier_spec(out / CLASSIFIER_JSON)
     assert spec.verifier is not None and spec.verifier.output_name == "hand"
+    # The shipped classifier has a verifier already: it is replaced, the rest kept.
     original = read_classifier_spec(repo_root / "models" / "hagrid" / CLASSIFIER_JSON)
     assert spec.label_map == original.label_map and spec.crop == original.crop
+    assert [o.name for o in onnx.load(str(out / CLASSIFIER_ONNX)).graph.output] == [
+        "logits",
+        "hand",
+    ]
     report = json.loads((out / "verifier_report.json").read_text(encoding="utf-8"))
     assert report["train"]["photos"] == 4 and report["val"]["photos"] == PHOTOS - 4
     assert report["train"]["hands"] > 0 and report["train"]["not_hands"] > 0
@@ -162,7 +172,7 @@ def test_train_verifier_cli_writes_a_classifier_with_a_verifier(
     np.testing.assert_allclose(logits, plain(batch), atol=1e-5)
     keep = verified(hand, spec)
     assert keep is not None and keep.dtype == bool
-    assert verified(hand, original) is None
+    assert verified(hand, replace(original, verifier=None)) is None
 
     models = tmp_path / "models"
     models.mkdir()
@@ -177,23 +187,9 @@ def test_train_verifier_cli_writes_a_classifier_with_a_verifier(
     steps = {s.name: s for s in pipeline_steps(read_specs(models), ServingOptions(), "onnxruntime")}
     assert [t.name for t in steps["gesture_classifier"].outputs] == ["logits", "hand"]
     assert "HAND" in [t.name for t in steps["gesture_decision"].inputs]
-    # Bad input: a classifier that already has one.
-    assert (
-        main(
-            [
-                "train-verifier",
-                "--classifier-dir",
-                str(out),
-                "--models-dir",
-                str(repo_root / "models"),
-                "--data",
-                str(boxed_data),
-                "--out",
-                str(tmp_path / "again"),
-            ]
-        )
-        == 2
-    )
+    # Bad input: a data.yaml that does not exist.
+    bad = ["train-verifier", "--classifier-dir", str(out), "--data", str(tmp_path / "no.yaml")]
+    assert main([*bad, "--out", str(tmp_path / "again")]) == 2
 
 
 @pytest.mark.parametrize(("bias", "kept"), [(50.0, "all"), (-50.0, "none")])
@@ -222,8 +218,9 @@ def test_served_hands_are_the_detector_boxes_the_verifier_keeps(
         assert served["served"]["detections"] == plain["served"]["detections"] > 0
     else:
         assert served["served"]["detections"] == 0
+    write_spec(replace(spec, verifier=None), models / CLASSIFIER_JSON)
     with pytest.raises(ValueError, match="no verifier"):
-        ver.served_hands(repo_root / "models")
+        ver.served_hands(models)
 
 
 @pytest.fixture(scope="module")
@@ -273,7 +270,8 @@ def test_sweep_crops_measures_each_label(
     assert set(kept) == {0.1, 0.9}
     assert kept[0.1] == {"like": share, "mute": share, "palm": share}
     plain = ClassifierRunner(
-        source / CLASSIFIER_ONNX, read_classifier_spec(source / CLASSIFIER_JSON)
+        source / CLASSIFIER_ONNX,
+        replace(read_classifier_spec(source / CLASSIFIER_JSON), verifier=None),
     )
     with pytest.raises(ValueError, match="has none"):
         ts.sweep_crops(plain, hand_crops, (0.5,))
