@@ -181,13 +181,7 @@ class ClassifierSpec:
         return (self.output_name, self.verifier.output_name)
 
     def to_dict(self) -> dict[str, object]:
-        data = self._fields()
-        if self.verifier is not None:
-            data["verifier"] = self.verifier.to_dict()
-        return data
-
-    def _fields(self) -> dict[str, object]:
-        return {
+        data: dict[str, object] = {
             "kind": "gesture_classifier",
             "architecture": self.architecture,
             "input_size": self.input_size,
@@ -198,6 +192,9 @@ class ClassifierSpec:
             "input_name": self.input_name,
             "output_name": self.output_name,
         }
+        if self.verifier is not None:
+            data["verifier"] = self.verifier.to_dict()
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> ClassifierSpec:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from gesture_recognition.artifacts import ClassifierSpec
+from gesture_recognition.hands import verified
 from gesture_recognition.labels import LabelMap
 
 
@@ -56,3 +58,18 @@ def decide(probabilities: NDArray[np.float32], label_map: LabelMap) -> Decision:
         hand_scores=best_score.astype(np.float32),
         probabilities=probs[winner].copy(),
     )
+
+
+def decide_hands(
+    logits: NDArray[np.float32], hand: NDArray[np.float32] | None, spec: ClassifierSpec
+) -> tuple[NDArray[np.bool_] | None, Decision]:
+    """The served rule on a photo's classified hands (logits ``[N, K]``): the hands the
+    classifier's verifier rejects are dropped (``hand``, its probabilities; the keep mask is
+    returned, None without a verifier), then softmax and :func:`decide` on the rest. The
+    in-process pipeline and the Triton decision step both call this."""
+    keep = verified(hand, spec)
+    rows = np.asarray(logits, dtype=np.float32).reshape(-1, spec.label_map.num_classes)
+    if keep is not None:
+        rows = rows[keep]
+    probs = softmax(rows) if len(rows) else np.zeros((0, spec.label_map.num_classes), np.float32)
+    return keep, decide(probs, spec.label_map)

@@ -22,9 +22,9 @@ from gesture_recognition.artifacts import (
     read_detector_spec,
     shipped_models_dir,
 )
-from gesture_recognition.decision import decide, softmax
+from gesture_recognition.decision import decide_hands
 from gesture_recognition.detections import decode_detections
-from gesture_recognition.hands import DEFAULT_MAX_HANDS, prepare_hands, verified
+from gesture_recognition.hands import DEFAULT_MAX_HANDS, prepare_hands
 from gesture_recognition.images import DEFAULT_MAX_PIXELS, check_image_array, decode_image
 from gesture_recognition.letterbox import letterbox, to_detector_tensor
 from gesture_recognition.runtime import CPU_PROVIDER, ClassifierRunner, DetectorRunner
@@ -133,15 +133,9 @@ class GesturePipeline:
         boxes, scores = self.detect(image)
         hands = prepare_hands(image, boxes, scores, self.classifier.spec, self.max_hands)
         logits, hand = self.classifier.logits_and_hand(hands.batch)
-        keep = verified(hand, self.classifier.spec)
+        keep, decision = decide_hands(logits, hand, self.classifier.spec)
         if keep is not None:
-            hands, logits = hands.take(keep), logits[keep]
-        probs = (
-            softmax(logits)
-            if len(logits)
-            else np.zeros((0, self.classifier.spec.label_map.num_classes), np.float32)
-        )
-        decision = decide(probs, self.classifier.spec.label_map)
+            hands = hands.take(keep)
         return GestureResult(
             gesture=decision.gesture,
             score=decision.score,

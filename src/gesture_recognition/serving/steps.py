@@ -15,9 +15,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gesture_recognition.artifacts import ClassifierSpec, DetectorSpec
-from gesture_recognition.decision import decide, softmax
+from gesture_recognition.decision import decide_hands
 from gesture_recognition.detections import decode_detections
-from gesture_recognition.hands import prepare_hands, verified
+from gesture_recognition.hands import prepare_hands
 from gesture_recognition.images import DEFAULT_MAX_IMAGE_BYTES, check_image_array, decode_image
 from gesture_recognition.letterbox import LetterboxParams, letterbox, to_detector_tensor
 
@@ -135,18 +135,18 @@ def decision_outputs(
     # server failure instead of the caller's bad input.
     if not np.all(np.isfinite(rows)):
         raise InvalidInputError("LOGITS contain NaN or Inf")
+    probs_hand = None
     if spec.verifier is not None:
         if hand is None:
             raise InvalidInputError("the classifier has a hand verifier but HAND is missing")
         probs_hand = np.asarray(hand, dtype=np.float32).reshape(-1)
         if probs_hand.shape[0] < n:
             raise InvalidInputError(f"{n} hands but only {probs_hand.shape[0]} rows of HAND")
-        keep = verified(probs_hand[:n], spec)
-        if keep is not None:
-            boxes, scores, rows = boxes[keep], scores[keep], rows[keep]
-            n = boxes.shape[0]
-    probs = softmax(rows) if n else np.zeros((0, k), dtype=np.float32)
-    decision = decide(probs, label_map)
+        probs_hand = probs_hand[:n]
+    keep, decision = decide_hands(rows, probs_hand, spec)
+    if keep is not None:
+        boxes, scores = boxes[keep], scores[keep]
+        n = boxes.shape[0]
     if not math.isfinite(decision.score):
         raise InvalidInputError("the decision score is not finite")
     return {
