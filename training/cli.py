@@ -8,6 +8,7 @@ gesture-train train-classifier  train the timm classifier on crops, export ONNX 
 gesture-train derive-classifier a classifier served in a coarser label map (mcs2021 from hagrid)
 gesture-train train-verifier    a hand / not-a-hand output on a classifier's features (fitted on
                                 the detector's boxes on its training photos)
+gesture-train flip-classifier   the classifier's graph averages a crop and its mirror image
 gesture-train evaluate          detectors (MediaPipe side by side), classifiers, end to end
 Data (training/cli_data.py)
 gesture-train convert           hand-box datasets -> one YOLO detector dataset
@@ -185,6 +186,13 @@ def _cmd_train_verifier(args: argparse.Namespace) -> int:
         [Path(d) for d in args.context_scenes or ()],
     )
     print(json.dumps(report, indent=2))
+    return 0
+
+
+def _cmd_flip_classifier(args: argparse.Namespace) -> int:
+    from gesture_recognition.training.flip_tta import flip_classifier
+
+    print(f"wrote {flip_classifier(Path(args.classifier_dir), Path(args.out))}")
     return 0
 
 
@@ -430,6 +438,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
     p.set_defaults(func=_cmd_train_verifier)
+
+    p = sub.add_parser(
+        "flip-classifier",
+        help="a classifier whose graph averages each crop with its mirror image",
+    )
+    p.add_argument("--classifier-dir", required=True, help="the classifier (ONNX + JSON)")
+    p.add_argument("--out", required=True, help="folder for the flipped classifier")
+    p.set_defaults(func=_cmd_flip_classifier)
 
     p = sub.add_parser("evaluate", help="metrics and a markdown/PNG report")
     p.add_argument("--models-dir", default="models", help="detector (and default classifier)")

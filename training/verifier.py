@@ -60,6 +60,7 @@ from gesture_recognition.training.evaluate import (
     read_crop_manifest,
     read_yolo_labels,
 )
+from gesture_recognition.training.flip_tta import add_flip, has_flip, strip_flip
 from gesture_recognition.training.scene_context import SceneContext
 from gesture_recognition.training.served_view import ServedView
 
@@ -192,7 +193,8 @@ def mine(
 
 
 def _pooled_session(classifier_onnx: Path, threads: int | None) -> tuple[Any, str]:
-    model = onnx.load(str(classifier_onnx))
+    # The features of each crop as it is (a test-time flip would pair rows of two images).
+    model = strip_flip(onnx.load(str(classifier_onnx)))
     with tempfile.TemporaryDirectory() as tmp:
         probe = Path(tmp) / "classifier_features.onnx"
         probe.write_bytes(with_feature_output(model))
@@ -309,7 +311,9 @@ VERIFIER_WEIGHTS = ("verifier.weight", "verifier.bias")
 
 def strip_verifier(model: onnx.ModelProto) -> onnx.ModelProto:
     """A copy of ``model`` without the verifier ``add_verifier_output`` added (if any): the
-    classifier as trained."""
+    classifier as trained (a test-time flip around it stays)."""
+    if has_flip(model):
+        return add_flip(strip_verifier(strip_flip(model)))
     out = onnx.ModelProto()
     out.CopyFrom(model)
     graph = out.graph
@@ -327,7 +331,10 @@ def add_verifier_output(
     model: onnx.ModelProto, weights: NDArray[np.float32], bias: float
 ) -> onnx.ModelProto:
     """A copy of ``model`` with a second output ``hand`` = sigmoid(features . w + b), [N, 1];
-    a verifier it already has is replaced."""
+    a verifier it already has is replaced. It goes on the network as trained: a test-time flip
+    around it is put back around both (the hand probability is then averaged too)."""
+    if has_flip(model):
+        return add_flip(add_verifier_output(strip_flip(model), weights, bias))
     out = strip_verifier(model)
     feature = feature_tensor(out)
     width = feature_width(out)

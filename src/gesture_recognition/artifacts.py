@@ -12,7 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gesture_recognition.boxes import CropConfig
-from gesture_recognition.json_fields import Fields, as_fields, as_float, as_floats, as_int
+from gesture_recognition.json_fields import (
+    Fields,
+    as_bool,
+    as_fields,
+    as_float,
+    as_floats,
+    as_int,
+)
 from gesture_recognition.labels import LabelMap
 
 DETECTOR_ONNX = "hand_detector.onnx"
@@ -172,6 +179,9 @@ class ClassifierSpec:
     input_name: str = "input"
     output_name: str = "logits"
     verifier: VerifierSpec | None = None
+    # The graph averages each crop with its mirror image (training/flip_tta.py). Recorded
+    # for people and reports; the ONNX graph is what serves it.
+    test_time_flip: bool = False
 
     @property
     def output_names(self) -> tuple[str, ...]:
@@ -194,6 +204,8 @@ class ClassifierSpec:
         }
         if self.verifier is not None:
             data["verifier"] = self.verifier.to_dict()
+        if self.test_time_flip:
+            data["test_time_flip"] = True
         return data
 
     @classmethod
@@ -216,6 +228,7 @@ class ClassifierSpec:
                 if data.get("verifier") is not None
                 else None
             ),
+            test_time_flip=as_bool(data.get("test_time_flip", False), "test_time_flip"),
         )
 
 

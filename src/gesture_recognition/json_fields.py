@@ -33,6 +33,12 @@ def as_float(value: object, key: str) -> float:
     raise ValueError(f"{key} must be a number, got {value!r}")
 
 
+def as_bool(value: object, key: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise ValueError(f"{key} must be true or false, got {value!r}")
+
+
 def as_floats(value: object, key: str) -> tuple[float, ...]:
     if isinstance(value, str | bytes) or not isinstance(value, list | tuple):
         raise ValueError(f"{key} must be a list of numbers, got {value!r}")
