@@ -90,15 +90,24 @@ def _pair_mean(name: str, opset: int) -> list[onnx.NodeProto]:
     """``flip_tta.both.<name>`` [2N, ...] -> ``<name>`` [N, ...]: the mean of rows i and N + i."""
     inner, stem = INNER_OUTPUT + name, PREFIX + name
     make = onnx.helper.make_node
-    axes: dict[str, object] = {} if opset >= 18 else {"axes": [0]}
-    axes_input = [PREFIX + "pair_axis"] if opset >= 18 else []
+    if opset >= 18:
+        mean = make(
+            "ReduceMean",
+            [stem + ".pairs", PREFIX + "pair_axis"],
+            [name],
+            keepdims=0,
+            name=stem + ".mean",
+        )
+    else:
+        mean = make(
+            "ReduceMean", [stem + ".pairs"], [name], axes=[0], keepdims=0, name=stem + ".mean"
+        )
     return [
         make("Shape", [inner], [stem + ".dims"], start=1, name=stem + ".dims"),
         make("Concat", [PREFIX + "pairs", stem + ".dims"], [stem + ".pair_shape"], axis=0,
              name=stem + ".pair_shape"),
         make("Reshape", [inner, stem + ".pair_shape"], [stem + ".pairs"], name=stem + ".pairs"),
-        make("ReduceMean", [stem + ".pairs", *axes_input], [name], keepdims=0,
-             name=stem + ".mean", **axes),
+        mean,
     ]  # fmt: skip
 
 
