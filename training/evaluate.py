@@ -268,6 +268,7 @@ def evaluate_detector(
     served_conf: float | None = None,
     name: str = "detector",
     cache: Path | None = None,
+    served_only: bool = False,
 ) -> dict[str, Any]:
     """mAP of the ONNX detector in ``models_dir`` on ``split`` of a YOLO dataset.
 
@@ -278,6 +279,8 @@ def evaluate_detector(
     own ``val`` numbers as a cross-check. ``detect`` replaces the ONNX detector (tests);
     ``cache`` takes every photo's boxes from a detection cache instead (another labeller, e.g.
     the MediaPipe teacher: the same matching code scores it, its cached seconds are its latency).
+    ``served_only``: ``detect`` returns only what is served (e.g. the hands the verifier keeps),
+    so there is no full curve below ``served_conf`` and the report says so instead of warning.
     """
     images = split_images(data_yaml, split)
     detector_info: dict[str, Any] = {}
@@ -344,13 +347,26 @@ def evaluate_detector(
             "AP: COCO-style 101-point interpolated AP, single class, greedy matching in score "
             "order; mAP50-95 averages IoU 0.50:0.05:0.95. Computed by this project on the "
             "exported ONNX detector with the serving letterbox and decoding.",
-            f"map50/map50_95 rank all ONNX detections with score >= {FULL_CURVE_CONF}; 'served' "
-            f"uses only the boxes the server keeps (score >= {served_conf:g}).",
+            (
+                f"map50/map50_95 rank only the served boxes (score >= {served_conf:g}): there "
+                "is no curve below the served threshold here."
+            )
+            if served_only
+            else (
+                "map50/map50_95 rank every box the labeller's cache holds; 'served' uses those "
+                f"scoring >= {served_conf:g}."
+            )
+            if cache is not None
+            else (
+                f"map50/map50_95 rank all ONNX detections with score >= {FULL_CURVE_CONF}; "
+                f"'served' uses only the boxes the server keeps (score >= {served_conf:g})."
+            ),
             threads_note(threads) + " Detector only.",
         ],
     }
     lowest = min((float(sc.min()) for _, sc in predictions if len(sc)), default=None)
-    if lowest is not None and served_conf > FULL_CURVE_CONF and lowest >= served_conf:
+    truncated = lowest is not None and served_conf > FULL_CURVE_CONF and lowest >= served_conf
+    if truncated and not served_only:
         result["notes"].append(
             f"WARNING: no detection scored below the served threshold {served_conf:g}: the ONNX "
             "graph seems to filter scores itself (an in-graph NMS exported with ultralytics' "

@@ -128,11 +128,12 @@ def run_plan(plan: ReportPlan) -> Path:
                 detect=detect,
                 served_conf=served_conf,
                 name=f"{spec.name} — served hands (detector + verifier)",
+                served_only=True,
             )
             hands["set"] = spec.name
             hands["notes"].append(
                 "Served hands: the detector's boxes at its threshold that the classifier's hand "
-                "verifier keeps; mAP here ranks only those boxes."
+                "verifier keeps."
             )
             results.append(hands)
         peer = _peer_result(spec, plan) if plan.peer else None

@@ -134,8 +134,15 @@ def test_detector_that_returns_the_truth_scores_one(yolo_test_split, truth_by_im
     assert result["map50"] == 1.0
     assert result["map50_95"] == 1.0
     assert result["served"]["precision"] == result["served"]["recall"] == 1.0
-    # Nothing scored below the served threshold: the report says the curve is truncated.
+    # Nothing scored below the served threshold: the report says the curve is truncated...
     assert any("truncated" in n for n in result["notes"])
+    # ... unless the boxes are the served ones by design (the verifier's hands): no warning.
+    hands = ev.evaluate_detector(
+        None, yolo_test_split, "test", detect=detect, served_conf=0.5, served_only=True
+    )
+    assert not any("WARNING" in n for n in hands["notes"])
+    assert any("rank only the served boxes" in n for n in hands["notes"])
+    assert hands["map50"] == result["map50"]
 
 
 def test_low_score_false_positives_only_hurt_below_the_served_threshold(
