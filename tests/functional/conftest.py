@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +64,20 @@ class RunningServer:
     server: TritonServer
 
 
+def cpu_server(
+    models: Path,
+    work: Path,
+    options: ServingOptions | None = None,
+    extra_args: Sequence[str] = (),
+) -> TritonServer:
+    """A cpu-flavour repository of ``models`` built under ``work`` and a Triton server on free
+    ports for it, not started yet (``with server:`` starts and stops it)."""
+    repository = build_repository(
+        "cpu", models, work / "model_repository", options or ServingOptions()
+    )
+    return TritonServer.on_free_ports(repository, build_dir=work, extra_args=list(extra_args))
+
+
 def _has_models(folder: Path) -> bool:
     return all((folder / name).is_file() for name in MODEL_FILES)
 
@@ -88,20 +102,14 @@ def triton_server(
     serving_models: ServingModels, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:
     work = tmp_path_factory.mktemp("triton")
-    repository = build_repository(
-        "cpu",
-        serving_models.path,
-        work / "model_repository",
-        ServingOptions(max_hands=TEST_MAX_HANDS),
-    )
-    server = TritonServer.on_free_ports(repository, build_dir=work)
+    server = cpu_server(serving_models.path, work, ServingOptions(max_hands=TEST_MAX_HANDS))
     with server:
         yield RunningServer(
             http_url=server.http_url,
             grpc_url=server.grpc_url,
             metrics_url=server.metrics_url,
             models_dir=serving_models.path,
-            repository=repository,
+            repository=server.model_repository,
             max_hands=TEST_MAX_HANDS,
             trained=serving_models.trained,
             server=server,

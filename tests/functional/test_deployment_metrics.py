@@ -26,8 +26,6 @@ import yaml
 from PIL import Image
 
 from gesture_recognition.benchmarks import perf_analyzer
-from gesture_recognition.serving.build import build_repository
-from gesture_recognition.serving.configs import ServingOptions
 from gesture_recognition.serving.launcher import TritonServer
 from tests.conftest import sample_photos
 from tests.unit.deployment_files import (
@@ -42,6 +40,8 @@ from tests.unit.deployment_files import (
     metric_names,
     service,
 )
+
+from .conftest import cpu_server
 
 pytestmark = pytest.mark.functional
 
@@ -59,12 +59,7 @@ def compose_server_flags() -> list[str]:
 @pytest.fixture(scope="module")
 def compose_like_server(serving_models, tmp_path_factory) -> Iterator[TritonServer]:
     work = tmp_path_factory.mktemp("triton_metrics")
-    repository = build_repository(
-        "cpu", serving_models.path, work / "model_repository", ServingOptions()
-    )
-    server = TritonServer.on_free_ports(
-        repository, build_dir=work, extra_args=compose_server_flags()
-    )
+    server = cpu_server(serving_models.path, work, extra_args=compose_server_flags())
     with server:
         yield server
 

@@ -19,11 +19,9 @@ from gesture_recognition.artifacts import (
 from gesture_recognition.client.clients import GestureClient
 from gesture_recognition.images import load_image
 from gesture_recognition.pipeline import GesturePipeline
-from gesture_recognition.serving.build import build_repository
 from gesture_recognition.serving.configs import ServingOptions
-from gesture_recognition.serving.launcher import TritonServer
 
-from .conftest import BOX_ATOL, SCORE_ATOL
+from .conftest import BOX_ATOL, SCORE_ATOL, cpu_server
 
 pytestmark = pytest.mark.functional
 
@@ -44,12 +42,9 @@ def test_a_label_map_chosen_at_serve_time(
 ) -> None:
     models = models_with_label_map(SHIPPED, label_map, tmp_path / "models")
     classes = read_classifier_spec(models / "gesture_classifier.json").label_map.classes
-    repository = build_repository(
-        "cpu", models, tmp_path / "model_repository", ServingOptions(max_hands=4)
-    )
     photos = sorted((shared_data / "subhih_hands" / "test").glob("*.jpg"))[:3]
     reference = GesturePipeline.from_dir(models, max_hands=4)
-    server = TritonServer.on_free_ports(repository, build_dir=tmp_path)
+    server = cpu_server(models, tmp_path, ServingOptions(max_hands=4))
     with server, GestureClient(server.grpc_url, protocol="grpc") as client:
         assert client.labels == classes
         for photo in photos:

@@ -29,13 +29,11 @@ from gesture_recognition.artifacts import (
 from gesture_recognition.hands import prepare_hands
 from gesture_recognition.images import load_image
 from gesture_recognition.pipeline import GesturePipeline
-from gesture_recognition.serving.build import build_repository
-from gesture_recognition.serving.configs import ServingOptions
 from gesture_recognition.serving.launcher import TritonServer
 from gesture_recognition.training.verifier import add_verifier_output
 from tests.conftest import sample_photos
 
-from .conftest import BOX_ATOL, SCORE_ATOL, ServingModels
+from .conftest import BOX_ATOL, SCORE_ATOL, ServingModels, cpu_server
 
 pytestmark = pytest.mark.functional
 
@@ -75,11 +73,7 @@ def verified_models(
 def verified_server(
     verified_models: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[TritonServer]:
-    work = tmp_path_factory.mktemp("triton_verified")
-    repository = build_repository(
-        "cpu", verified_models, work / "model_repository", ServingOptions()
-    )
-    server = TritonServer.on_free_ports(repository, build_dir=work)
+    server = cpu_server(verified_models, tmp_path_factory.mktemp("triton_verified"))
     with server:
         yield server
 
