@@ -7,6 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from gesture_recognition.artifacts import (
+    CLASSIFIER_JSON,
+    CLASSIFIER_ONNX,
+    DETECTOR_JSON,
+    DETECTOR_ONNX,
+)
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -24,6 +31,18 @@ def sample_photos() -> list[Path]:
     """The four sample photos in ``../shared/data`` (the first holds two hands, the rest one)."""
     root = shared_data_dir() / "subhih_hands" / "test"
     return [root / name for name in SAMPLE_PHOTOS]
+
+
+def models_folder(folder: Path, detector_dir: Path, classifier_dir: Path | None = None) -> Path:
+    """``folder`` as a models folder: the detector of ``detector_dir`` and, if given, the
+    classifier of ``classifier_dir``, linked (a test then writes or links the other)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    names = [(DETECTOR_ONNX, detector_dir), (DETECTOR_JSON, detector_dir)]
+    if classifier_dir is not None:
+        names += [(CLASSIFIER_ONNX, classifier_dir), (CLASSIFIER_JSON, classifier_dir)]
+    for name, source in names:
+        (folder / name).symlink_to(source / name)
+    return folder
 
 
 @pytest.fixture(scope="session")

@@ -20,8 +20,6 @@ import tritonclient.grpc as grpcclient
 from gesture_recognition.artifacts import (
     CLASSIFIER_JSON,
     CLASSIFIER_ONNX,
-    DETECTOR_JSON,
-    DETECTOR_ONNX,
     VerifierSpec,
     read_classifier_spec,
     write_spec,
@@ -31,7 +29,7 @@ from gesture_recognition.images import load_image
 from gesture_recognition.pipeline import GesturePipeline
 from gesture_recognition.serving.launcher import TritonServer
 from gesture_recognition.training.verifier import add_verifier_output
-from tests.conftest import sample_photos
+from tests.conftest import models_folder, sample_photos
 
 from .conftest import BOX_ATOL, SCORE_ATOL, ServingModels, cpu_server
 
@@ -44,9 +42,7 @@ def verified_models(
 ) -> Path:
     if not serving_models.trained:
         pytest.skip("needs the trained models: random-weight detectors find no real hands")
-    models = tmp_path_factory.mktemp("verified")
-    for name in (DETECTOR_ONNX, DETECTOR_JSON):
-        (models / name).symlink_to(serving_models.path / name)
+    models = models_folder(tmp_path_factory.mktemp("verified"), serving_models.path)
     source = serving_models.path
     spec = read_classifier_spec(source / CLASSIFIER_JSON)
     if spec.verifier is None:

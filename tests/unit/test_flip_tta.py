@@ -19,7 +19,7 @@ from gesture_recognition.runtime import ClassifierRunner, make_session
 from gesture_recognition.training import flip_tta
 from gesture_recognition.training import verifier as ver
 from gesture_recognition.training.cli import main
-from tests.conftest import sample_photos
+from tests.conftest import models_folder, sample_photos
 
 
 def _outputs(path: Path, batch: np.ndarray) -> list[np.ndarray]:
@@ -117,12 +117,7 @@ def test_a_new_verifier_replaces_the_old_one_inside_the_flip(
 def test_the_pipeline_serves_a_flipped_classifier(
     repo_root: Path, flipped_dir: Path, tmp_path: Path
 ) -> None:
-    models = tmp_path / "models"
-    models.mkdir()
-    for name in ("hand_detector.onnx", "hand_detector.json"):
-        (models / name).symlink_to(repo_root / "models" / name)
-    for name in (CLASSIFIER_ONNX, CLASSIFIER_JSON):
-        (models / name).symlink_to(flipped_dir / name)
+    models = models_folder(tmp_path / "models", repo_root / "models", flipped_dir)
     image = load_image(sample_photos()[0])
     served = GesturePipeline.from_dir(models, threads=1)
     result = served(image)

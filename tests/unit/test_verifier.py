@@ -31,7 +31,7 @@ from gesture_recognition.training import verifier as ver
 from gesture_recognition.training.cli import main
 from gesture_recognition.training.converters.voc import parse_voc
 from gesture_recognition.training.evaluate import evaluate_detector
-from tests.conftest import sample_photos
+from tests.conftest import models_folder, sample_photos
 
 CLASSIFIERS = ("models/hagrid", "models", "models/finger_count")
 PHOTOS = 6
@@ -174,12 +174,7 @@ def test_train_verifier_cli_writes_a_classifier_with_a_verifier(
     assert keep is not None and keep.dtype == bool
     assert verified(hand, replace(original, verifier=None)) is None
 
-    models = tmp_path / "models"
-    models.mkdir()
-    for name in ("hand_detector.onnx", "hand_detector.json"):
-        (models / name).symlink_to(repo_root / "models" / name)
-    for name in (CLASSIFIER_ONNX, CLASSIFIER_JSON):
-        (models / name).symlink_to(out / name)
+    models = models_folder(tmp_path / "models", repo_root / "models", out)
     pipeline = GesturePipeline.from_dir(models, threads=1)
     result = pipeline(load_image(sample_photos()[0]))
     assert len(result.hand_gestures) == len(result.hand_boxes)
@@ -198,10 +193,7 @@ def test_served_hands_are_the_detector_boxes_the_verifier_keeps(
 ) -> None:
     """A verifier that keeps every box serves exactly the detector's boxes; one that keeps none
     serves no hand (scored with the project's one matching code)."""
-    models = tmp_path / "models"
-    models.mkdir()
-    for name in ("hand_detector.onnx", "hand_detector.json"):
-        (models / name).symlink_to(repo_root / "models" / name)
+    models = models_folder(tmp_path / "models", repo_root / "models")
     source = repo_root / "models" / "hagrid"
     model = ver.add_verifier_output(
         onnx.load(str(source / CLASSIFIER_ONNX)), np.zeros(1280, np.float32), bias
