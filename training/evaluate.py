@@ -257,6 +257,26 @@ def _ap_dict(ap: DetectionAP) -> dict[str, Any]:
     }
 
 
+def _ranking_note(served_conf: float, *, served_only: bool, cached: bool) -> str:
+    """What the mAP columns ranked: the ONNX detector's boxes down to FULL_CURVE_CONF, a
+    labeller's cached boxes, or only the served boxes (a ``detect`` that serves, e.g. the
+    verifier's hands)."""
+    if served_only:
+        return (
+            f"map50/map50_95 rank only the served boxes (score >= {served_conf:g}): there is no "
+            "curve below the served threshold here."
+        )
+    if cached:
+        return (
+            "map50/map50_95 rank every box the labeller's cache holds; 'served' uses those "
+            f"scoring >= {served_conf:g}."
+        )
+    return (
+        f"map50/map50_95 rank all ONNX detections with score >= {FULL_CURVE_CONF}; 'served' "
+        f"uses only the boxes the server keeps (score >= {served_conf:g})."
+    )
+
+
 def evaluate_detector(
     models_dir: str | Path | None,
     data_yaml: str | Path,
@@ -347,20 +367,7 @@ def evaluate_detector(
             "AP: COCO-style 101-point interpolated AP, single class, greedy matching in score "
             "order; mAP50-95 averages IoU 0.50:0.05:0.95. Computed by this project on the "
             "exported ONNX detector with the serving letterbox and decoding.",
-            (
-                f"map50/map50_95 rank only the served boxes (score >= {served_conf:g}): there "
-                "is no curve below the served threshold here."
-            )
-            if served_only
-            else (
-                "map50/map50_95 rank every box the labeller's cache holds; 'served' uses those "
-                f"scoring >= {served_conf:g}."
-            )
-            if cache is not None
-            else (
-                f"map50/map50_95 rank all ONNX detections with score >= {FULL_CURVE_CONF}; "
-                f"'served' uses only the boxes the server keeps (score >= {served_conf:g})."
-            ),
+            _ranking_note(served_conf, served_only=served_only, cached=cache is not None),
             threads_note(threads) + " Detector only.",
         ],
     }
