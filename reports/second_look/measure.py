@@ -84,17 +84,7 @@ class SecondLook:
         return low.take(sure), decision
 
     def __call__(self, image: NDArray[np.uint8]) -> GestureResult:
-        hands, d = self.hands(image)
-        return GestureResult(
-            gesture=d.gesture,
-            score=d.score,
-            hand_boxes=hands.boxes,
-            hand_scores=hands.scores,
-            hand_gestures=d.hand_gestures,
-            hand_gesture_scores=d.hand_scores,
-            probabilities=d.probabilities,
-            labels=self.pipe.labels,
-        )
+        return GestureResult.of(*self.hands(image), self.pipe.labels)
 
 
 def scenes(mode: str) -> tuple[Path, list[str], str, Path]:

@@ -22,9 +22,9 @@ from gesture_recognition.artifacts import (
     read_detector_spec,
     shipped_models_dir,
 )
-from gesture_recognition.decision import decide_hands
+from gesture_recognition.decision import Decision, decide_hands
 from gesture_recognition.detections import decode_detections
-from gesture_recognition.hands import DEFAULT_MAX_HANDS, prepare_hands
+from gesture_recognition.hands import DEFAULT_MAX_HANDS, Hands, prepare_hands
 from gesture_recognition.images import DEFAULT_MAX_PIXELS, check_image_array, decode_image
 from gesture_recognition.letterbox import letterbox, to_detector_tensor
 from gesture_recognition.runtime import CPU_PROVIDER, ClassifierRunner, DetectorRunner
@@ -40,6 +40,20 @@ class GestureResult:
     hand_gesture_scores: NDArray[np.float32]  # [N]
     probabilities: NDArray[np.float32]  # [K] distribution of the winning hand
     labels: tuple[str, ...]  # class order of ``probabilities``
+
+    @classmethod
+    def of(cls, hands: Hands, decision: Decision, labels: tuple[str, ...]) -> GestureResult:
+        """The answer for a photo's served ``hands`` and the ``decision`` on them."""
+        return cls(
+            gesture=decision.gesture,
+            score=decision.score,
+            hand_boxes=hands.boxes,
+            hand_scores=hands.scores,
+            hand_gestures=decision.hand_gestures,
+            hand_gesture_scores=decision.hand_scores,
+            probabilities=decision.probabilities,
+            labels=labels,
+        )
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -136,16 +150,7 @@ class GesturePipeline:
         keep, decision = decide_hands(logits, hand, self.classifier.spec)
         if keep is not None:
             hands = hands.take(keep)
-        return GestureResult(
-            gesture=decision.gesture,
-            score=decision.score,
-            hand_boxes=hands.boxes,
-            hand_scores=hands.scores,
-            hand_gestures=decision.hand_gestures,
-            hand_gesture_scores=decision.hand_scores,
-            probabilities=decision.probabilities,
-            labels=self.labels,
-        )
+        return GestureResult.of(hands, decision, self.labels)
 
     def classify_bytes(self, data: bytes) -> GestureResult:
         return self(decode_image(data, self.max_pixels))
