@@ -137,6 +137,8 @@ def flip_classifier(classifier_dir: str | Path, out_dir: str | Path) -> Path:
     """Copy a classifier folder (ONNX + JSON) with the flip in its graph; the JSON records it
     (``test_time_flip``: for people, the graph is what serves)."""
     src, dst = Path(classifier_dir), Path(out_dir)
+    if dst.resolve() == src.resolve():  # keep the plain classifier: a flip is a copy
+        raise ValueError(f"--out must be another folder than {src}")
     spec = read_classifier_spec(src / CLASSIFIER_JSON)
     model = add_flip(onnx.load(str(src / CLASSIFIER_ONNX)))
     dst.mkdir(parents=True, exist_ok=True)

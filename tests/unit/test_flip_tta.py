@@ -137,6 +137,10 @@ def test_the_pipeline_serves_a_flipped_classifier(
     np.testing.assert_allclose(result.probabilities, decision.probabilities, atol=1e-5)
 
 
-def test_flip_classifier_reports_a_folder_without_a_classifier(tmp_path: Path) -> None:
+def test_flip_classifier_refuses_bad_folders(flipped_dir: Path, tmp_path: Path) -> None:
     bad = ["flip-classifier", "--classifier-dir", str(tmp_path), "--out", str(tmp_path / "o")]
-    assert main(bad) == 2
+    assert main(bad) == 2  # no classifier there
+    before = (flipped_dir / CLASSIFIER_ONNX).read_bytes()
+    same = ["flip-classifier", "--classifier-dir", str(flipped_dir), "--out", str(flipped_dir)]
+    assert main(same) == 2  # would overwrite the classifier it copies
+    assert (flipped_dir / CLASSIFIER_ONNX).read_bytes() == before
