@@ -31,6 +31,7 @@ from numpy.typing import NDArray
 from PIL import Image, ImageEnhance
 from tqdm import tqdm
 
+from gesture_recognition.images import shown_size, upright
 from gesture_recognition.training.converters.yolo_txt import label_path_for, parse_label_file
 from gesture_recognition.training.crops import MANIFEST
 
@@ -90,7 +91,7 @@ def read_scenes(image_dir: Path) -> list[Scene]:
         if path.suffix.lower() not in IMAGE_SUFFIXES:
             continue
         with Image.open(path) as img:
-            width, height = img.size
+            width, height = shown_size(img)
         label = label_path_for(path)
         boxes = []
         if label.is_file():
@@ -201,7 +202,7 @@ def compose(
 ) -> tuple[Image.Image, NDArray[np.float32]]:
     """One composite: the scene with pasted hands (labelled) and distractor patches (not)."""
     with Image.open(scene.path) as img:
-        canvas = img.convert("RGB")
+        canvas = upright(img).convert("RGB")
     taken = scene.boxes.copy()
     labelled = [scene.boxes]
     short = min(canvas.size)
@@ -210,13 +211,13 @@ def compose(
         side = math.exp(rng.uniform(lo, hi))
         if kind == "hand":
             with Image.open(rng.choice(hands)) as src:
-                patch = src.convert("RGB")
+                patch = upright(src).convert("RGB")
             if rng.random() < 0.5:
                 patch = patch.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         else:
             other = rng.choice(others)
             with Image.open(other.path) as src:
-                source = src.convert("RGB")
+                source = upright(src).convert("RGB")
             w = h = max(8, round(min(side, *source.size)))
             x, y = rng.randint(0, source.width - w), rng.randint(0, source.height - h)
             cut = np.array([[x, y, x + w, y + h]], np.float32)

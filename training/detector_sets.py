@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from gesture_recognition.boxes import box_iou
+from gesture_recognition.images import shown_size
 from gesture_recognition.training.detect_cache import predictions_for
 from gesture_recognition.training.detection_metrics import detection_ap
 from gesture_recognition.training.evaluate import (
@@ -62,7 +63,7 @@ def load_set(name: str, source: Path, split: str = "test", prefix: str = "") -> 
     truths, sizes = [], []
     for path in images:
         with Image.open(path) as img:
-            width, height = img.size
+            width, height = shown_size(img)  # load_image turns it upright too
         truths.append(read_yolo_labels(label_path_for(path), width, height))
         sizes.append((width, height))
     return DetectorSet(name, images, truths, sizes)

@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
+from gesture_recognition.images import upright as shown_upright
 from gesture_recognition.training.evaluate import (
     entry_images,
     label_path_for,
@@ -155,7 +156,7 @@ def _write_image(
     """Copy (following links) or shrink ``image`` to ``target``; True if shrunk."""
     with Image.open(image) as img:
         # Labels describe the upright photo (ultralytics reads with EXIF orientation applied).
-        upright = ImageOps.exif_transpose(img)
+        upright = shown_upright(img)
         shrink = max_side is not None and max(upright.size) > max_side
         if shrink:
             assert max_side is not None

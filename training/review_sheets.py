@@ -30,6 +30,7 @@ from typing import Any
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
+from gesture_recognition.images import upright
 from gesture_recognition.training.converters.common import resolve_inside
 from gesture_recognition.training.pseudo_labels import HAND, SUMMARY_JSON
 
@@ -99,7 +100,7 @@ def write_sheets(
 
 def _tile(image_path: Path, boxes: list[VocBox], tile_id: int) -> Image.Image:
     with Image.open(image_path) as im:
-        photo = im.convert("RGB")
+        photo = upright(im).convert("RGB")  # the boxes are the upright photo's
     scale = (TILE - 4) / max(photo.size)
     photo = photo.resize((max(1, round(photo.width * scale)), max(1, round(photo.height * scale))))
     draw = ImageDraw.Draw(photo)

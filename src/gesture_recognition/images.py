@@ -2,17 +2,24 @@
 
 Both entry points (raw pixels and encoded file bytes) go through here, so limits and
 conversions are the same for the server, the in-process pipeline and the training tools.
+
+Encoded photos are turned upright by their EXIF Orientation tag, as photo viewers, browsers,
+OpenCV's ``imread`` (so ultralytics' training) and torchvision's ``decode_image`` show them: a
+phone held upright stores its photo sideways with tag 6, and a detector shown the sideways
+pixels misses most hands (``reports/exif_orientation/``). Boxes therefore refer to the photo as
+it is shown. Raw pixels carry no tag and are taken as given.
 """
 
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 # A 64-megapixel photo is far beyond any camera frame this serves; a larger declared size is
 # treated as a decompression bomb and refused before any pixel is decoded.
@@ -25,6 +32,7 @@ MIN_SIDE = 8
 # FITS, PSD, ... have had their own CVEs) are attack surface a gesture server does not need.
 # (Multi-picture JPEGs of phone cameras open through the JPEG plugin, as MPO.)
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
+EXIF_ORIENTATION = 0x0112  # 1: stored upright; 2-8: mirrored and/or turned by 90/180/270
 
 
 class InvalidImageError(ValueError):
@@ -54,6 +62,7 @@ def check_image_array(image: object, max_pixels: int = DEFAULT_MAX_PIXELS) -> ND
 def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> NDArray[np.uint8]:
     """Encoded JPEG/PNG/... bytes -> RGB uint8 ``[H, W, 3]``.
 
+    The EXIF Orientation tag is applied (the photo as viewers show it; see the module doc).
     Grayscale, palette, RGBA and 16-bit photos are converted to 8-bit RGB (alpha dropped,
     16-bit scaled down); anything that does not decode raises InvalidImageError.
     """
@@ -63,6 +72,8 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> NDArray[n
         with warnings.catch_warnings():
             # PIL warns before its own bomb error; our limit is checked on the header below.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            # Bad metadata is ignored (orientation); PIL would warn once per request about it.
+            warnings.filterwarnings("ignore", "Corrupt EXIF data", UserWarning)
             Image.MAX_IMAGE_PIXELS = None
             with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as img:
                 width, height = img.size
@@ -78,7 +89,7 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> NDArray[n
                         f"image is {width}x{height}; each side must be at least {MIN_SIDE} pixels"
                     )
                 img.load()
-                rgb = _to_rgb8(img)
+                rgb = _to_rgb8(upright(img))
     except InvalidImageError:
         raise
     except (UnidentifiedImageError, ImportError) as exc:
@@ -92,6 +103,30 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> NDArray[n
     except (OSError, SyntaxError, ValueError) as exc:
         raise InvalidImageError(f"bytes are not a readable image: {exc}") from exc
     return check_image_array(rgb, max_pixels)
+
+
+def orientation(img: Image.Image) -> int:
+    """The EXIF Orientation tag of an opened photo: 1 (as stored) when absent, invalid or
+    unreadable. A malformed EXIF block leaves the pixels as stored, as browsers do: the photo
+    itself is still valid, and refusing it would fail a request over metadata."""
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Corrupt EXIF data", UserWarning)
+            tag = img.getexif().get(EXIF_ORIENTATION, 1)
+    except (OSError, ValueError, TypeError, SyntaxError, struct.error):
+        return 1
+    return tag if isinstance(tag, int) and 1 <= tag <= 8 else 1
+
+
+def upright(img: Image.Image) -> Image.Image:
+    """``img`` turned as its EXIF Orientation tag says (``img`` itself when nothing to do)."""
+    return img if orientation(img) == 1 else ImageOps.exif_transpose(img)
+
+
+def shown_size(img: Image.Image) -> tuple[int, int]:
+    """``(width, height)`` of an opened photo as shown, from its header (no pixels decoded)."""
+    width, height = img.size
+    return (height, width) if orientation(img) >= 5 else (width, height)  # 5-8 turn by 90
 
 
 def _to_rgb8(img: Image.Image) -> NDArray[np.uint8]:
@@ -111,5 +146,5 @@ def _to_rgb8(img: Image.Image) -> NDArray[np.uint8]:
 
 
 def load_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> NDArray[np.uint8]:
-    """Read a photo file as RGB uint8 (EXIF orientation is not applied, as on the server)."""
+    """Read a photo file as RGB uint8, upright by its EXIF orientation, as on the server."""
     return decode_image(Path(path).read_bytes(), max_pixels)

@@ -21,7 +21,7 @@ import tritonclient.http as httpclient
 from PIL import Image
 from tritonclient.utils import InferenceServerException
 
-from gesture_recognition.images import load_image
+from gesture_recognition.images import EXIF_ORIENTATION, load_image
 from gesture_recognition.pipeline import GesturePipeline, GestureResult
 from gesture_recognition.serving.contract import (
     ENSEMBLE,
@@ -210,6 +210,28 @@ def test_matches_in_process_pipeline(
     for photo in photos:
         expected = reference(photo.image)
         assert_matches(infer(triton_server, protocol, photo, entry), expected, photo.name)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_photo_stored_sideways_is_answered_as_shown(
+    triton_server: RunningServer,
+    reference: GesturePipeline,
+    photos: list[Photo],
+    protocol: str,
+    tmp_path: Path,
+) -> None:
+    """A phone held upright stores its photo turned, with EXIF Orientation 6: the server turns it
+    upright first, so gestures and boxes are those of the photo as every viewer shows it."""
+    upright = photos[0]
+    exif = Image.Exif()
+    exif[EXIF_ORIENTATION] = 6  # shown turned 90 degrees clockwise
+    path = tmp_path / "portrait.png"  # lossless: the same pixels once turned
+    Image.fromarray(np.rot90(upright.image, 1)).save(path, format="PNG", exif=exif.tobytes())
+    expected = reference(upright.image)
+    if triton_server.trained:
+        assert len(expected.hand_boxes), "the sample photo should show a hand"
+    served = infer(triton_server, protocol, Photo("portrait", path, upright.image), ENSEMBLE_BYTES)
+    assert_matches(served, expected, "sideways with EXIF orientation 6")
 
 
 def test_two_hands_are_both_reported(

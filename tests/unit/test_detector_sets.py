@@ -136,3 +136,27 @@ def test_evaluate_detector_scores_a_cache_with_its_seconds(
     cache_boxes(cached_labeller(list(s.truths)), {"kind": "test"}, rf_root, partial, s.images[:2])
     with pytest.raises(ValueError, match="label the whole set first"):
         ev.evaluate_detector(None, data_yaml, "test", cache=partial)
+
+
+def test_a_photo_stored_sideways_is_scored_upright(tmp_path: Path) -> None:
+    """Labels describe the photo as shown (as ultralytics reads it); a phone stores it turned
+    with EXIF Orientation 6, and the set's boxes must fit the pixels ``load_image`` returns."""
+    from PIL import Image
+
+    from gesture_recognition.images import EXIF_ORIENTATION, load_image
+
+    shown = np.zeros((48, 64, 3), np.uint8)  # 64 wide, 48 high as shown
+    shown[8:24, 40:56] = 255  # the "hand": x 40-56, y 8-24
+    exif = Image.Exif()
+    exif[EXIF_ORIENTATION] = 6
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(np.rot90(shown, 1)).save(images / "p.png", exif=exif.tobytes())
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    (labels / "p.txt").write_text(f"0 {48 / 64} {16 / 48} {16 / 64} {16 / 48}\n")
+    found = load_set("sideways", images)
+    assert found.sizes == [(64, 48)]
+    np.testing.assert_allclose(found.truths[0], [[40, 8, 56, 24]], atol=1e-4)
+    x1, y1, x2, y2 = found.truths[0][0].astype(int)
+    assert (load_image(images / "p.png")[y1:y2, x1:x2] == 255).all()

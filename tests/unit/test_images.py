@@ -1,4 +1,5 @@
-"""Decoding user photos: formats and modes, broken input, decompression bombs, tiny images."""
+"""Decoding user photos: formats and modes, EXIF orientation, broken input, decompression bombs,
+tiny images."""
 
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ import pytest
 from PIL import Image, ImageFile
 
 from gesture_recognition.images import (
+    EXIF_ORIENTATION,
     MIN_SIDE,
     InvalidImageError,
     check_image_array,
     decode_image,
     load_image,
+    shown_size,
+    upright,
 )
 
 
@@ -185,3 +189,74 @@ def test_unreadable_bytes_are_refused_after_ultralytics_patched_pil() -> None:
     assert Image.open.__module__ == "ultralytics.utils.patches"
     with pytest.raises(InvalidImageError, match="not a readable image"):
         decode_image(b"definitely not an image")
+
+
+# The EXIF spec's eight orientations: how a viewer turns the stored pixels to show the photo,
+# written with numpy so the check does not rely on PIL's own exif_transpose.
+SHOWN = {
+    1: lambda a: a,
+    2: np.fliplr,
+    3: lambda a: np.rot90(a, 2),
+    4: np.flipud,
+    5: lambda a: a.transpose(1, 0, 2),
+    6: lambda a: np.rot90(a, -1),  # a phone held upright: turned 90 degrees clockwise
+    7: lambda a: np.rot90(a, 2).transpose(1, 0, 2),
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def with_orientation(stored: np.ndarray, tag: object, fmt: str = "PNG") -> bytes:
+    exif = Image.Exif()
+    exif[EXIF_ORIENTATION] = tag
+    return encode(Image.fromarray(stored), fmt, exif=exif.tobytes())
+
+
+@pytest.mark.parametrize("tag", sorted(SHOWN))
+def test_the_exif_orientation_is_applied(tag: int) -> None:
+    stored = gradient(40, 30)  # not square: a turn changes the shape too
+    out = decode_image(with_orientation(stored, tag))
+    assert np.array_equal(out, SHOWN[tag](stored))
+
+
+@pytest.mark.parametrize("tag", sorted(SHOWN))
+def test_the_shown_size_is_the_upright_photos(tag: int) -> None:
+    stored = gradient(40, 30)
+    with Image.open(io.BytesIO(with_orientation(stored, tag))) as img:
+        assert shown_size(img) == SHOWN[tag](stored).shape[1::-1]
+        if tag == 1:
+            assert upright(img) is img  # nothing to turn: no copy of the pixels
+
+
+def test_a_jpeg_from_a_phone_held_upright_is_decoded_upright() -> None:
+    stored = gradient(48, 32)
+    out = decode_image(with_orientation(stored, 6, "JPEG"))
+    assert out.shape == (48, 32, 3)
+    assert np.abs(out.astype(int) - SHOWN[6](stored)).mean() < 3
+
+
+@pytest.mark.parametrize("tag", [0, 9, 65535])
+def test_an_invalid_orientation_leaves_the_pixels_as_stored(tag: int) -> None:
+    stored = gradient(40, 30)
+    assert np.array_equal(decode_image(with_orientation(stored, tag)), stored)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_a_corrupt_exif_block_leaves_the_pixels_as_stored(fmt: str, recwarn) -> None:
+    stored = gradient(40, 30)
+    # A TIFF header whose first directory claims 5 entries and holds none.
+    corrupt = b"Exif\x00\x00II*\x00\x08\x00\x00\x00\x05\x00"
+    out = decode_image(encode(Image.fromarray(stored), fmt, exif=corrupt))
+    assert out.shape == stored.shape
+    if fmt == "PNG":
+        assert np.array_equal(out, stored)
+    assert not [w for w in recwarn if "EXIF" in str(w.message)]
+
+
+def test_a_real_phone_photo_with_an_orientation_tag_is_read_upright(shared_data: Path) -> None:
+    # One of the three sign-language digit photos a phone stored sideways (tag 6): read as
+    # stored, the hand points sideways; every photo viewer shows it upright.
+    path = shared_data / "sign_language_digits" / "7" / "IMG_5874.JPG"
+    with Image.open(path) as img:
+        assert img.getexif().get(EXIF_ORIENTATION) == 6
+        stored = np.asarray(img.convert("RGB"))
+    assert np.array_equal(load_image(path), np.rot90(stored, -1))

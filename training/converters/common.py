@@ -24,6 +24,8 @@ from numpy.typing import NDArray
 from PIL import Image
 from tqdm import tqdm
 
+from gesture_recognition.images import shown_size
+
 SPLITS = ("train", "val", "test")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 # Folder and file names datasets use for their splits (Roboflow writes ``valid``, the Oxford
@@ -80,11 +82,12 @@ def image_size(path: Path) -> tuple[int, int] | None:
     """``(width, height)`` from the image header (no pixels decoded), None if unreadable.
 
     Converters of normalised formats need the size to turn fractions into pixels; the writer
-    decodes every image anyway, so this only reads the header.
+    decodes every image anyway, so this only reads the header. The size is the photo's as
+    shown (EXIF orientation applied), as ultralytics and the serving code read it.
     """
     try:
         with Image.open(path) as img:
-            return img.size
+            return shown_size(img)
     except Exception:
         return None
 
@@ -179,7 +182,7 @@ def _image_size(path: Path) -> tuple[int, int] | None:
         with Image.open(path) as img:
             img.verify()
         with Image.open(path) as img:
-            return img.size
+            return shown_size(img)
     except Exception:
         return None
 
