@@ -1,0 +1,180 @@
+"""Both arms of the small-hands rule (README.md): the served hands, and the served hands with a
+second detector pass at 640 on photos where the pass at 320 finds no box at the served
+threshold (the verifier then checks whichever boxes were found).
+
+A measurement prototype on the shipped models (in process, the serving code's functions):
+
+    python reports/small_hands/measure.py val   # the rule's data (validation only)
+    python reports/small_hands/measure.py test  # the held-out photos, after the decision
+
+Prints a JSON summary; per-set numbers and per-photo answers go to ``--out``
+(default runs/small_hands_<mode>.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+from gesture_recognition.artifacts import CLASSIFIER_JSON, CLASSIFIER_ONNX, read_classifier_spec
+from gesture_recognition.decision import Decision, decide_hands
+from gesture_recognition.hands import Hands, prepare_hands
+from gesture_recognition.images import check_image_array, load_image
+from gesture_recognition.labels import load_label_map
+from gesture_recognition.pipeline import GesturePipeline, GestureResult
+from gesture_recognition.runtime import ClassifierRunner
+from gesture_recognition.training.detection_metrics import match_image
+from gesture_recognition.training.detector_sets import load_set
+from gesture_recognition.training.evaluate_photos import mcs_photos, score_photos
+
+RETRY_IMGSZ = 640
+GREY = 114  # ultralytics' letterbox fill: what the detector has seen around shrunk photos
+SETS = {
+    "val": {
+        "subhih_roboflow": ("runs/datasets/hands_v1/data.yaml", "val"),
+        "digits": ("runs/datasets/sld_teacher/data.yaml", "val"),
+        "hagrid_scenes": ("runs/datasets/hagrid_teacher/data.yaml", "val"),
+    },
+    "test": {
+        "roboflow": ("runs/datasets/roboflow_test/data.yaml", "test"),
+        "subhih": ("runs/datasets/subhih_hands/data.yaml", "test"),
+    },
+}
+POOLED = {"val": ("subhih_roboflow", "hagrid_scenes"), "test": ("roboflow", "subhih")}
+ZOOMS = (1, 3, 4)
+
+
+class Served:
+    """The shipped pipeline's served hands, with an optional second pass at ``retry_imgsz``."""
+
+    def __init__(self, classifier_dir: Path, retry_imgsz: int | None) -> None:
+        self.pipe = GesturePipeline.from_dir("models")
+        spec = read_classifier_spec(classifier_dir / CLASSIFIER_JSON)
+        self.pipe.classifier = ClassifierRunner(classifier_dir / CLASSIFIER_ONNX, spec)
+        self.base = self.pipe.detector.spec
+        self.retry = dataclasses.replace(self.base, imgsz=retry_imgsz) if retry_imgsz else None
+        self.retried: list[float] = []  # seconds of each second pass
+
+    def detect(self, image: NDArray[np.uint8]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        boxes, scores = self.pipe.detect(image)
+        if self.retry is None or len(boxes):
+            return boxes, scores
+        start = time.perf_counter()
+        self.pipe.detector.spec = self.retry
+        try:
+            boxes, scores = self.pipe.detect(image)
+        finally:
+            self.pipe.detector.spec = self.base
+        self.retried.append(time.perf_counter() - start)
+        return boxes, scores
+
+    def hands(self, image: NDArray[np.uint8]) -> tuple[Hands, Decision]:
+        image = check_image_array(image)
+        boxes, scores = self.detect(image)
+        classifier = self.pipe.classifier
+        hands = prepare_hands(image, boxes, scores, classifier.spec, self.pipe.max_hands)
+        logits, hand = classifier.logits_and_hand(hands.batch)
+        keep, decision = decide_hands(logits, hand, classifier.spec)
+        return (hands if keep is None else hands.take(keep)), decision
+
+    def __call__(self, image: NDArray[np.uint8]) -> GestureResult:
+        return GestureResult.of(*self.hands(image), self.pipe.labels)
+
+
+def zoomed_out(
+    image: NDArray[np.uint8], truth: NDArray[np.float32], k: int, rng: np.random.Generator
+) -> tuple[NDArray[np.uint8], NDArray[np.float32]]:
+    """The photo shrunk to 1/k onto a grey canvas of its size at a random place, boxes with it."""
+    if k == 1:
+        return image, truth
+    height, width = image.shape[:2]
+    w, h = max(1, round(width / k)), max(1, round(height / k))
+    small = np.asarray(Image.fromarray(image).resize((w, h), Image.Resampling.BILINEAR))
+    x0, y0 = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
+    canvas = np.full_like(image, GREY)
+    canvas[y0 : y0 + h, x0 : x0 + w] = small
+    scale = np.array([w / width, h / height, w / width, h / height], np.float32)
+    return canvas, (truth * scale + np.array([x0, y0, x0, y0], np.float32)).astype(np.float32)
+
+
+def detector_rows(mode: str, arm: Served) -> dict[str, Any]:
+    rows: dict[str, Any] = {}
+    for name, (data_yaml, split) in SETS[mode].items():
+        photos = load_set(name, Path(data_yaml), split)
+        for k in ZOOMS:
+            rng = np.random.default_rng(0)
+            tp = fp = gt = 0
+            for path, truth in zip(photos.images, photos.truths, strict=True):
+                image, boxes = zoomed_out(load_image(path), truth, k, rng)
+                hands, _ = arm.hands(image)
+                _, flags = match_image(hands.boxes, hands.scores, boxes, (0.5,))
+                tp += int(flags[0].sum())
+                fp += int((~flags[0]).sum())
+                gt += len(boxes)
+            rows[f"{name}/zoom_{k}"] = {"hands": gt, "found": tp, "false": fp}
+    for k in ZOOMS:
+        pooled = [rows[f"{name}/zoom_{k}"] for name in POOLED[mode]]
+        fields = ("hands", "found", "false")
+        rows[f"pooled/zoom_{k}"] = {f: sum(r[f] for r in pooled) for f in fields}
+    for row in rows.values():
+        row["recall"] = round(row["found"] / row["hands"], 4)
+        row["precision"] = round(row["found"] / max(1, row["found"] + row["false"]), 4)
+    return rows
+
+
+def scenes(mode: str) -> tuple[Path, list[str], str, Path]:
+    if mode == "val":  # runs/scenes_val: the non-MachinesCanSee class folders of hagrid_crops
+        root = Path("runs/scenes_val")
+        paths = [p.relative_to(root).as_posix() for p in sorted(root.glob("*/*"))]
+        return root, paths, "hagrid", Path("models/hagrid")
+    import csv
+
+    root = Path("../shared/data/hagrid_crops")
+    with open("reports/models/predictions_end_to_end_models.csv", encoding="utf-8") as f:
+        paths = [row["path"] for row in csv.DictReader(f)]  # the 208 held-out scenes
+    return root, paths, "mcs2021", Path("models")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("mode", choices=["val", "test"])
+    parser.add_argument("--out")
+    args = parser.parse_args()
+    root, paths, map_name, classifier_dir = scenes(args.mode)
+    label_map = load_label_map(map_name)
+    photos, _ = mcs_photos(root, paths, label_map)
+    summary: dict[str, Any] = {}
+    answers: dict[str, Any] = {}
+    for arm_name, retry in (("served", None), ("retry_640", RETRY_IMGSZ)):
+        arm = Served(classifier_dir, retry)
+        result = score_photos(arm, photos, label_map)
+        summary[f"scenes/{arm_name}"] = {
+            "photos": len(photos),
+            "right": round(result["accuracy"] * len(photos)),
+            "photos_without_hand": result["photos_without_hand"],
+            "second_passes": len(arm.retried),
+        }
+        answers[arm_name] = result["predictions"]
+        arm.retried.clear()
+        for key, row in detector_rows(args.mode, arm).items():
+            summary[f"{key}/{arm_name}"] = row
+        if arm.retried:
+            summary[f"second_pass_ms/{arm_name}"] = {
+                "passes": len(arm.retried),
+                "median": round(1000 * float(np.median(arm.retried)), 1),
+            }
+    out = Path(args.out or f"runs/small_hands_{args.mode}.json")
+    out.write_text(json.dumps({"summary": summary, "answers": answers}, indent=1), "utf-8")
+    print(json.dumps(summary, indent=1))
+
+
+if __name__ == "__main__":
+    main()
