@@ -6,6 +6,9 @@ A measurement prototype on the shipped models (in process, the serving code's fu
 
     python reports/small_hands/measure.py val   # the rule's data (validation only)
     python reports/small_hands/measure.py test  # the held-out photos, after the decision
+    python reports/small_hands/measure.py confirm  # the confirmation on unused digit photos
+    python reports/small_hands/measure.py tiles # the exploration: k x k test photos in one,
+                                                # the detector's input side 320-640
 
 Prints a JSON summary; per-set numbers and per-photo answers go to ``--out``
 (default runs/small_hands_<mode>.json).
@@ -34,9 +37,9 @@ from gesture_recognition.runtime import ClassifierRunner
 from gesture_recognition.training.detection_metrics import match_image
 from gesture_recognition.training.detector_sets import load_set
 from gesture_recognition.training.evaluate_photos import mcs_photos, score_photos
+from gesture_recognition.training.zoomed_sets import zoom_out
 
 RETRY_IMGSZ = 640
-GREY = 114  # ultralytics' letterbox fill: what the detector has seen around shrunk photos
 SETS = {
     "val": {
         "subhih_roboflow": ("runs/datasets/hands_v1/data.yaml", "val"),
@@ -47,8 +50,14 @@ SETS = {
         "roboflow": ("runs/datasets/roboflow_test/data.yaml", "test"),
         "subhih": ("runs/datasets/subhih_hands/data.yaml", "test"),
     },
+    # The digit photos with a teacher box the detector never trained on (README: confirmation).
+    "confirm": {"digits_fresh": ("runs/datasets/sld_teacher_fresh.yaml", "test")},
 }
-POOLED = {"val": ("subhih_roboflow", "hagrid_scenes"), "test": ("roboflow", "subhih")}
+POOLED = {
+    "val": ("subhih_roboflow", "hagrid_scenes"),
+    "test": ("roboflow", "subhih"),
+    "confirm": ("digits_fresh",),
+}
 ZOOMS = (1, 3, 4)
 
 
@@ -89,22 +98,6 @@ class Served:
         return GestureResult.of(*self.hands(image), self.pipe.labels)
 
 
-def zoomed_out(
-    image: NDArray[np.uint8], truth: NDArray[np.float32], k: int, rng: np.random.Generator
-) -> tuple[NDArray[np.uint8], NDArray[np.float32]]:
-    """The photo shrunk to 1/k onto a grey canvas of its size at a random place, boxes with it."""
-    if k == 1:
-        return image, truth
-    height, width = image.shape[:2]
-    w, h = max(1, round(width / k)), max(1, round(height / k))
-    small = np.asarray(Image.fromarray(image).resize((w, h), Image.Resampling.BILINEAR))
-    x0, y0 = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
-    canvas = np.full_like(image, GREY)
-    canvas[y0 : y0 + h, x0 : x0 + w] = small
-    scale = np.array([w / width, h / height, w / width, h / height], np.float32)
-    return canvas, (truth * scale + np.array([x0, y0, x0, y0], np.float32)).astype(np.float32)
-
-
 def detector_rows(mode: str, arm: Served) -> dict[str, Any]:
     rows: dict[str, Any] = {}
     for name, (data_yaml, split) in SETS[mode].items():
@@ -113,7 +106,7 @@ def detector_rows(mode: str, arm: Served) -> dict[str, Any]:
             rng = np.random.default_rng(0)
             tp = fp = gt = 0
             for path, truth in zip(photos.images, photos.truths, strict=True):
-                image, boxes = zoomed_out(load_image(path), truth, k, rng)
+                image, boxes = zoom_out(load_image(path), truth, k, rng)
                 hands, _ = arm.hands(image)
                 _, flags = match_image(hands.boxes, hands.scores, boxes, (0.5,))
                 tp += int(flags[0].sum())
@@ -127,6 +120,59 @@ def detector_rows(mode: str, arm: Served) -> dict[str, Any]:
     for row in rows.values():
         row["recall"] = round(row["found"] / row["hands"], 4)
         row["precision"] = round(row["found"] / max(1, row["found"] + row["false"]), 4)
+    return rows
+
+
+def tiled(
+    photos: Any, k: int, rng: np.random.Generator
+) -> list[tuple[NDArray[np.uint8], NDArray[np.float32]]]:
+    """k x k photos of a set (random order, each once) in one photo of the first one's size."""
+    width, height = photos.sizes[0]
+    cw, ch = width // k, height // k
+    order = rng.permutation(len(photos.images))
+    out = []
+    for start in range(0, len(order) - k * k + 1, k * k):
+        canvas = np.zeros((height, width, 3), np.uint8)
+        boxes = []
+        for j, idx in enumerate(order[start : start + k * k]):
+            img = Image.fromarray(load_image(photos.images[idx]))
+            scale = min(cw / img.width, ch / img.height)
+            w, h = round(img.width * scale), round(img.height * scale)
+            x0, y0 = (j % k) * cw, (j // k) * ch
+            canvas[y0 : y0 + h, x0 : x0 + w] = np.asarray(
+                img.resize((w, h), Image.Resampling.BILINEAR)
+            )
+            boxes.append(photos.truths[idx] * scale + np.array([x0, y0, x0, y0], np.float32))
+        out.append((canvas, np.concatenate(boxes).astype(np.float32)))
+    return out
+
+
+def tiles_rows() -> dict[str, Any]:
+    rows: dict[str, Any] = {}
+    arm = Served(Path("models"), None)
+    for name, (data_yaml, split) in SETS["test"].items():
+        photos = load_set(name, Path(data_yaml), split)
+        sizes = np.concatenate(
+            [
+                np.maximum(t[:, 2] - t[:, 0], t[:, 3] - t[:, 1]) * 320 / max(s)
+                for t, s in zip(photos.truths, photos.sizes, strict=True)
+            ]
+        )
+        rows[f"{name}/hands_at_least_48px_at_320"] = f"{int((sizes >= 48).sum())} of {len(sizes)}"
+        for imgsz in (320, 416, 480, 640) if name == "subhih" else (320,):
+            arm.pipe.detector.spec = dataclasses.replace(arm.base, imgsz=imgsz)
+            for k in (1, 2, 3, 4) if imgsz == 320 else (3, 4):
+                tp = fp = gt = 0
+                for image, boxes in tiled(photos, k, np.random.default_rng(0)):
+                    hands, _ = arm.hands(image)
+                    _, flags = match_image(hands.boxes, hands.scores, boxes, (0.5,))
+                    tp, fp = tp + int(flags[0].sum()), fp + int((~flags[0]).sum())
+                    gt += len(boxes)
+                rows[f"{name}/input_{imgsz}/tiles_{k}"] = {
+                    "hands": gt,
+                    "recall": round(tp / gt, 3),
+                    "precision": round(tp / max(1, tp + fp), 3),
+                }
     return rows
 
 
@@ -145,25 +191,31 @@ def scenes(mode: str) -> tuple[Path, list[str], str, Path]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("mode", choices=["val", "test"])
+    parser.add_argument("mode", choices=["val", "test", "confirm", "tiles"])
     parser.add_argument("--out")
     args = parser.parse_args()
-    root, paths, map_name, classifier_dir = scenes(args.mode)
-    label_map = load_label_map(map_name)
-    photos, _ = mcs_photos(root, paths, label_map)
+    if args.mode == "tiles":
+        print(json.dumps(tiles_rows(), indent=1))
+        return
     summary: dict[str, Any] = {}
     answers: dict[str, Any] = {}
     for arm_name, retry in (("served", None), ("retry_640", RETRY_IMGSZ)):
-        arm = Served(classifier_dir, retry)
-        result = score_photos(arm, photos, label_map)
-        summary[f"scenes/{arm_name}"] = {
-            "photos": len(photos),
-            "right": round(result["accuracy"] * len(photos)),
-            "photos_without_hand": result["photos_without_hand"],
-            "second_passes": len(arm.retried),
-        }
-        answers[arm_name] = result["predictions"]
-        arm.retried.clear()
+        if args.mode == "confirm":  # detector sets only: no gesture labels to score
+            arm = Served(Path("models/hagrid"), retry)
+        else:
+            root, paths, map_name, classifier_dir = scenes(args.mode)
+            label_map = load_label_map(map_name)
+            photos, _ = mcs_photos(root, paths, label_map)
+            arm = Served(classifier_dir, retry)
+            result = score_photos(arm, photos, label_map)
+            summary[f"scenes/{arm_name}"] = {
+                "photos": len(photos),
+                "right": round(result["accuracy"] * len(photos)),
+                "photos_without_hand": result["photos_without_hand"],
+                "second_passes": len(arm.retried),
+            }
+            answers[arm_name] = result["predictions"]
+            arm.retried.clear()
         for key, row in detector_rows(args.mode, arm).items():
             summary[f"{key}/{arm_name}"] = row
         if arm.retried:
