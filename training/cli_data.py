@@ -221,6 +221,15 @@ def _cmd_copy_paste(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_zoom_out(args: argparse.Namespace) -> int:
+    from gesture_recognition.training.zoomed_sets import write_zoomed_set
+
+    report = write_zoomed_set(args.data, args.split, args.zoom, Path(args.out), seed=args.seed)
+    print(report.summary())
+    print(f"dataset: {Path(args.out) / 'data.yaml'} (evaluate --detector-data NAME=...)")
+    return 0
+
+
 def _cmd_combine_datasets(args: argparse.Namespace) -> int:
     from gesture_recognition.training.pseudo_labels import write_combined_data_yaml
 
@@ -424,6 +433,18 @@ def add_data_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
     p.set_defaults(func=_cmd_copy_paste)
+
+    p = sub.add_parser(
+        "zoom-out",
+        help="a labelled split with every photo shrunk onto a grey canvas of its size "
+        "(smaller hands, true boxes) -> a detector set to evaluate on",
+    )
+    p.add_argument("data", help="data.yaml of the set")
+    p.add_argument("--split", default="test")
+    p.add_argument("--zoom", type=float, required=True, help="shrink each photo to 1/ZOOM")
+    p.add_argument("--seed", type=int, default=0, help="where on the canvas each photo goes")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_cmd_zoom_out)
 
     p = sub.add_parser(
         "combine-datasets",

@@ -136,7 +136,7 @@ def voc_xml(
     return tree
 
 
-def yolo_rows(boxes: Iterable[tuple[int, int, int, int]], width: int, height: int) -> str:
+def yolo_rows(boxes: Iterable[tuple[float, float, float, float]], width: int, height: int) -> str:
     return "".join(
         f"0 {(x1 + x2) / 2 / width:.6f} {(y1 + y2) / 2 / height:.6f} "
         f"{(x2 - x1) / width:.6f} {(y2 - y1) / height:.6f}\n"
