@@ -64,8 +64,10 @@ ZOOMS = (1, 3, 4)
 class Served:
     """The shipped pipeline's served hands, with an optional second pass at ``retry_imgsz``."""
 
-    def __init__(self, classifier_dir: Path, retry_imgsz: int | None) -> None:
-        self.pipe = GesturePipeline.from_dir("models")
+    def __init__(
+        self, classifier_dir: Path, retry_imgsz: int | None, detector_dir: str = "models"
+    ) -> None:
+        self.pipe = GesturePipeline.from_dir(detector_dir)
         spec = read_classifier_spec(classifier_dir / CLASSIFIER_JSON)
         self.pipe.classifier = ClassifierRunner(classifier_dir / CLASSIFIER_ONNX, spec)
         self.base = self.pipe.detector.spec
@@ -193,20 +195,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("mode", choices=["val", "test", "confirm", "tiles"])
     parser.add_argument("--out")
+    parser.add_argument("--detector-dir", default="models", help="a candidate detector's folder")
+    parser.add_argument("--served-only", action="store_true", help="no second-pass arm")
     args = parser.parse_args()
     if args.mode == "tiles":
         print(json.dumps(tiles_rows(), indent=1))
         return
     summary: dict[str, Any] = {}
     answers: dict[str, Any] = {}
-    for arm_name, retry in (("served", None), ("retry_640", RETRY_IMGSZ)):
+    arms = (
+        (("served", None),) if args.served_only else (("served", None), ("retry_640", RETRY_IMGSZ))
+    )
+    for arm_name, retry in arms:
         if args.mode == "confirm":  # detector sets only: no gesture labels to score
-            arm = Served(Path("models/hagrid"), retry)
+            arm = Served(Path("models/hagrid"), retry, args.detector_dir)
         else:
             root, paths, map_name, classifier_dir = scenes(args.mode)
             label_map = load_label_map(map_name)
             photos, _ = mcs_photos(root, paths, label_map)
-            arm = Served(classifier_dir, retry)
+            arm = Served(classifier_dir, retry, args.detector_dir)
             result = score_photos(arm, photos, label_map)
             summary[f"scenes/{arm_name}"] = {
                 "photos": len(photos),
