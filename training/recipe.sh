@@ -193,3 +193,16 @@ gesture-train evaluate --models-dir models --peer mediapipe \
   --crops "$RUNS/crops/hagrid_hand_crops" --scenes "$DATA/hagrid_crops" \
   --scenes-label-map "$HELD_OUT_MAP" --fingers "$DATA/subhih_hands" \
   --title "Shipped models on held-out data" --out reports/models
+
+step "8b. the held-out photos shown smaller (people farther away), MediaPipe Hands side by side
+   -> the tables of reports/small_hands/README.md"
+SMALL=()
+for z in 3 4; do
+  for set in roboflow_test subhih_hands; do
+    [ -f "$RUNS/datasets/${set}_z$z/data.yaml" ] || gesture-train zoom-out \
+      "$RUNS/datasets/$set/data.yaml" --zoom "$z" --out "$RUNS/datasets/${set}_z$z"
+    SMALL+=(--detector-data "${set}_1of$z=$RUNS/datasets/${set}_z$z/data.yaml")
+  done
+done
+gesture-train evaluate --models-dir models --classifier-dir models --peer mediapipe "${SMALL[@]}" \
+  --title "Hands shown smaller: the shipped detector and MediaPipe Hands" --out "$RUNS/small_hands_peer"
