@@ -210,9 +210,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         scenes, photos = Path(args.hagrid), ev.held_out_photos(args.crops, args.split)
     elif args.scenes:
         scenes = Path(args.scenes)
-        chosen, _ = ep.mcs_photos(
-            scenes, sorted(ep.photo_labels(scenes)), load_label_map(args.scenes_label_map)
-        )
+        chosen = ep.labelled_scenes(scenes, load_label_map(args.scenes_label_map))
         photos = [photo.key for photo in chosen]
     plan = ReportPlan(
         out=Path(args.out),
@@ -236,6 +234,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _cmd_threshold_sweep(args: argparse.Namespace) -> int:
     from gesture_recognition.pipeline import load_detector
+    from gesture_recognition.training import evaluate_photos as ep
     from gesture_recognition.training import threshold_sweep as ts
     from gesture_recognition.training.detector_sets import load_set
     from gesture_recognition.training.evaluate import load_classifier
@@ -243,7 +242,7 @@ def _cmd_threshold_sweep(args: argparse.Namespace) -> int:
     thresholds = ts.parse_thresholds(args.thresholds)
     detector = load_detector(args.models_dir, args.threads)
     classifier = load_classifier(args.classifier_dir or args.models_dir, args.threads)
-    scenes = ts.validation_scenes(
+    scenes = ep.validation_scenes(
         args.scenes,
         classifier.spec.label_map,
         load_label_map(args.exclude_label_map) if args.exclude_label_map else None,

@@ -122,6 +122,50 @@ def mcs_photos(
     return photos, excluded
 
 
+def validation_scenes(
+    root: str | Path,
+    label_map: LabelMap,
+    held_out: LabelMap | None = None,
+    exclude_photos: set[Path] | frozenset[Path] = frozenset(),
+) -> list[Photo]:
+    """Labelled photos of ``root`` (HaGRID layout) whose label ``label_map`` knows, minus the
+    classes of the test photos (those ``held_out`` knows) and the photos a model trained on."""
+    root = Path(root).resolve()
+    photos = []
+    for rel, raw in sorted(photo_labels(root).items()):
+        path = root / rel
+        if held_out is not None and held_out.contains(raw):
+            continue
+        if not label_map.contains(raw) or path.resolve() in exclude_photos:
+            continue
+        photos.append(Photo(rel, path, label_map.canonical(raw)))
+    if not photos:
+        raise ValueError(f"no validation scene left in {root}")
+    return photos
+
+
+def labelled_scenes(hagrid_root: str | Path, label_map: LabelMap) -> list[Photo]:
+    """Every photo of ``hagrid_root`` (HaGRID layout) whose label ``label_map`` knows, e.g. the
+    208 held-out MachinesCanSee scenes of ``hagrid_crops`` with the ``mcs2021`` map."""
+    root = Path(hagrid_root)
+    return mcs_photos(root, sorted(photo_labels(root.resolve())), label_map)[0]
+
+
+def scene_split(
+    hagrid_root: str | Path, split: str, held_out_map: str = "mcs2021"
+) -> tuple[list[Photo], LabelMap]:
+    """The scene photos end-to-end measurements here use, and the map they are scored with:
+    ``test``, the photos of the held-out map's classes (scored with it); ``val``, those of every
+    other class, scored with the HaGRID map (settings are chosen on these)."""
+    held_out = load_label_map(held_out_map)
+    if split == "test":
+        return labelled_scenes(hagrid_root, held_out), held_out
+    if split == "val":
+        hagrid = load_label_map("hagrid")
+        return validation_scenes(hagrid_root, hagrid, held_out), hagrid
+    raise ValueError(f"scene split must be val or test, got {split!r}")
+
+
 def score_photos(
     pipeline: PipelineLike,
     photos: Sequence[Photo],

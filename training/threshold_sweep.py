@@ -31,12 +31,11 @@ from tqdm import tqdm
 from gesture_recognition.decision import decide, softmax
 from gesture_recognition.hands import Hands, prepare_hands
 from gesture_recognition.images import load_image
-from gesture_recognition.labels import LabelMap
 from gesture_recognition.pipeline import detect_hands
 from gesture_recognition.runtime import ClassifierRunner, DetectorRunner
 from gesture_recognition.training.detector_sets import DetectorSet, score
 from gesture_recognition.training.evaluate import read_crop_manifest
-from gesture_recognition.training.evaluate_photos import Photo, photo_labels
+from gesture_recognition.training.evaluate_photos import Photo
 from gesture_recognition.training.served_view import ServedView
 from gesture_recognition.training.verifier import crop_batches, kept_shares
 
@@ -99,28 +98,6 @@ def trained_photos(image_dirs: Iterable[str | Path]) -> set[Path]:
             raise FileNotFoundError(f"training image folder {folder} not found")
         out.update(p.resolve() for p in folder.iterdir() if p.is_file())
     return out
-
-
-def validation_scenes(
-    root: str | Path,
-    label_map: LabelMap,
-    held_out: LabelMap | None = None,
-    exclude_photos: set[Path] | frozenset[Path] = frozenset(),
-) -> list[Photo]:
-    """Labelled photos of ``root`` (HaGRID layout) whose label ``label_map`` knows, minus the
-    classes of the test photos (those ``held_out`` knows) and the photos a model trained on."""
-    root = Path(root).resolve()
-    photos = []
-    for rel, raw in sorted(photo_labels(root).items()):
-        path = root / rel
-        if held_out is not None and held_out.contains(raw):
-            continue
-        if not label_map.contains(raw) or path.resolve() in exclude_photos:
-            continue
-        photos.append(Photo(rel, path, label_map.canonical(raw)))
-    if not photos:
-        raise ValueError(f"no validation scene left in {root}")
-    return photos
 
 
 def _with_threshold(detector: DetectorRunner, threshold: float) -> DetectorRunner:

@@ -3,7 +3,7 @@ its logits and the 12-epoch classifier's (the shipped verifier's hand output kep
 
 A measurement prototype (two ONNX Runtime sessions), not a served feature:
 
-    python reports/classifier_ensemble/measure.py val   # runs/scenes_val, HaGRID map
+    python reports/classifier_ensemble/measure.py val   # the 303 other-class scenes, HaGRID map
     python reports/classifier_ensemble/measure.py test  # after the decision: the 208 held-out
                                                         # scenes (MachinesCanSee map) and crops
 """
@@ -11,7 +11,6 @@ A measurement prototype (two ONNX Runtime sessions), not a served feature:
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,7 +24,7 @@ from gesture_recognition.labels import load_label_map
 from gesture_recognition.pipeline import GesturePipeline
 from gesture_recognition.runtime import ClassifierRunner, OrtSession
 from gesture_recognition.training.evaluate import evaluate_classifier
-from gesture_recognition.training.evaluate_photos import mcs_photos, score_photos
+from gesture_recognition.training.evaluate_photos import scene_split, score_photos
 
 SECOND = Path("runs/cand/hagrid_long")  # the 12-epoch HaGRID classifier (14 classes)
 
@@ -74,15 +73,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("mode", choices=["val", "test"])
     args = parser.parse_args()
-    if args.mode == "val":
-        root, classifier_dir = Path("runs/scenes_val"), Path("models/hagrid")
-        paths = [p.relative_to(root).as_posix() for p in sorted(root.glob("*/*"))]
-    else:
-        root, classifier_dir = Path("../shared/data/hagrid_crops"), Path("models")
-        with open("reports/models/predictions_end_to_end_models.csv", encoding="utf-8") as f:
-            paths = [row["path"] for row in csv.DictReader(f)]
-    label_map = read_classifier_spec(classifier_dir / CLASSIFIER_JSON).label_map
-    photos, _ = mcs_photos(root, paths, label_map)
+    photos, label_map = scene_split(Path("../shared/data/hagrid_crops"), args.mode)
+    classifier_dir = Path("models/hagrid" if args.mode == "val" else "models")
     summary: dict[str, Any] = {}
     for averaged in (False, True):
         arm = "pair" if averaged else "shipped"

@@ -14,7 +14,6 @@ photos answered as the tag-1 copy of the same format was); per-photo answers go 
 from __future__ import annotations
 
 import argparse
-import csv
 import io
 import json
 import tempfile
@@ -23,9 +22,8 @@ from typing import Any
 
 from PIL import Image
 
-from gesture_recognition.labels import load_label_map
 from gesture_recognition.pipeline import GesturePipeline
-from gesture_recognition.training.evaluate_photos import Photo, mcs_photos, score_photos
+from gesture_recognition.training.evaluate_photos import Photo, scene_split, score_photos
 
 ORIENTATION = 0x0112
 # What a camera stores for each tag, given the upright photo: the inverse of the turn that
@@ -55,11 +53,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="runs/exif_orientation.json")
     args = parser.parse_args()
-    root = Path("../shared/data/hagrid_crops")
-    with open("reports/models/predictions_end_to_end_models.csv", encoding="utf-8") as f:
-        paths = [row["path"] for row in csv.DictReader(f)]  # the 208 held-out scenes
-    label_map = load_label_map("mcs2021")
-    photos, _ = mcs_photos(root, paths, label_map)
+    photos, label_map = scene_split(Path("../shared/data/hagrid_crops"), "test")  # the 208
     pipeline = GesturePipeline.from_dir("models")
     summary: dict[str, Any] = {}
     answers: dict[str, Any] = {}

@@ -12,7 +12,6 @@ Prints a JSON summary; per-photo answers go to ``--out`` (default runs/second_lo
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import json
 from pathlib import Path
@@ -25,12 +24,12 @@ from gesture_recognition.artifacts import CLASSIFIER_JSON, CLASSIFIER_ONNX, read
 from gesture_recognition.decision import Decision, decide_hands
 from gesture_recognition.hands import Hands, prepare_hands
 from gesture_recognition.images import check_image_array
-from gesture_recognition.labels import load_label_map
 from gesture_recognition.pipeline import GesturePipeline, GestureResult, detect_hands
 from gesture_recognition.runtime import ClassifierRunner
 from gesture_recognition.training.evaluate import evaluate_detector
-from gesture_recognition.training.evaluate_photos import mcs_photos, score_photos
+from gesture_recognition.training.evaluate_photos import scene_split, score_photos
 
+HAGRID = Path("../shared/data/hagrid_crops")  # scene photos: evaluate_photos.scene_split
 LOW_SCORE = 0.05  # the detector score a second look goes down to
 LOW_VERIFIER = 0.5  # the verifier probability a box of the second look needs
 DETECTOR_SETS = {  # the validation sets of reports/threshold/
@@ -87,25 +86,13 @@ class SecondLook:
         return GestureResult.of(*self.hands(image), self.pipe.labels)
 
 
-def scenes(mode: str) -> tuple[Path, list[str], str, Path]:
-    if mode == "val":  # runs/scenes_val: the non-MachinesCanSee class folders of hagrid_crops
-        root = Path("runs/scenes_val")
-        paths = [p.relative_to(root).as_posix() for p in sorted(root.glob("*/*"))]
-        return root, paths, "hagrid", Path("models/hagrid")
-    root = Path("../shared/data/hagrid_crops")
-    with open("reports/models/predictions_end_to_end_models.csv", encoding="utf-8") as f:
-        paths = [row["path"] for row in csv.DictReader(f)]  # the 208 held-out scenes
-    return root, paths, "mcs2021", Path("models")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("mode", choices=["val", "test"])
     parser.add_argument("--out")
     args = parser.parse_args()
-    root, paths, map_name, classifier_dir = scenes(args.mode)
-    label_map = load_label_map(map_name)
-    photos, _ = mcs_photos(root, paths, label_map)
+    photos, label_map = scene_split(HAGRID, args.mode)
+    classifier_dir = Path("models/hagrid" if args.mode == "val" else "models")
     summary: dict[str, Any] = {}
     answers: dict[str, Any] = {}
     for second_look in (False, True):

@@ -31,14 +31,14 @@ from gesture_recognition.artifacts import CLASSIFIER_JSON, CLASSIFIER_ONNX, read
 from gesture_recognition.decision import Decision, decide_hands
 from gesture_recognition.hands import Hands, prepare_hands
 from gesture_recognition.images import check_image_array, load_image
-from gesture_recognition.labels import load_label_map
 from gesture_recognition.pipeline import GesturePipeline, GestureResult
 from gesture_recognition.runtime import ClassifierRunner
 from gesture_recognition.training.detection_metrics import match_image
 from gesture_recognition.training.detector_sets import load_set
-from gesture_recognition.training.evaluate_photos import mcs_photos, score_photos
+from gesture_recognition.training.evaluate_photos import scene_split, score_photos
 from gesture_recognition.training.zoomed_sets import zoom_out
 
+HAGRID = Path("../shared/data/hagrid_crops")  # scene photos: evaluate_photos.scene_split
 RETRY_IMGSZ = 640
 SETS = {
     "val": {
@@ -178,19 +178,6 @@ def tiles_rows() -> dict[str, Any]:
     return rows
 
 
-def scenes(mode: str) -> tuple[Path, list[str], str, Path]:
-    if mode == "val":  # runs/scenes_val: the non-MachinesCanSee class folders of hagrid_crops
-        root = Path("runs/scenes_val")
-        paths = [p.relative_to(root).as_posix() for p in sorted(root.glob("*/*"))]
-        return root, paths, "hagrid", Path("models/hagrid")
-    import csv
-
-    root = Path("../shared/data/hagrid_crops")
-    with open("reports/models/predictions_end_to_end_models.csv", encoding="utf-8") as f:
-        paths = [row["path"] for row in csv.DictReader(f)]  # the 208 held-out scenes
-    return root, paths, "mcs2021", Path("models")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("mode", choices=["val", "test", "confirm", "tiles"])
@@ -210,9 +197,8 @@ def main() -> None:
         if args.mode == "confirm":  # detector sets only: no gesture labels to score
             arm = Served(Path("models/hagrid"), retry, args.detector_dir)
         else:
-            root, paths, map_name, classifier_dir = scenes(args.mode)
-            label_map = load_label_map(map_name)
-            photos, _ = mcs_photos(root, paths, label_map)
+            photos, label_map = scene_split(HAGRID, args.mode)
+            classifier_dir = Path("models/hagrid" if args.mode == "val" else "models")
             arm = Served(classifier_dir, retry, args.detector_dir)
             result = score_photos(arm, photos, label_map)
             summary[f"scenes/{arm_name}"] = {

@@ -501,3 +501,17 @@ def test_onnx_end_to_end_fingers_runs_the_served_pipeline(untrained_models, shar
     for row, photo in zip(result["predictions"], photos[:4], strict=True):
         assert row["truth"] == photo.truth
         assert row["predicted"] == pipe(load_image(photo.path)).gesture
+
+
+def test_the_scene_splits_of_hagrid_crops(shared_data: Path) -> None:
+    """test: the photos of the MachinesCanSee classes; val: every other class; never both."""
+    root = shared_data / "hagrid_crops"
+    test, mcs = ep.scene_split(root, "test")
+    val, hagrid = ep.scene_split(root, "val")
+    assert (mcs.name, hagrid.name) == ("mcs2021", "hagrid")
+    assert (len(test), len(val)) == (208, 303)
+    assert not {p.key for p in test} & {p.key for p in val}
+    assert {p.truth for p in test} <= set(mcs.classes)
+    assert not any(mcs.contains(p.key.split("/")[0]) for p in val)
+    with pytest.raises(ValueError, match="val or test"):
+        ep.scene_split(root, "train")

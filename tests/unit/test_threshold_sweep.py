@@ -11,6 +11,7 @@ import pytest
 
 from gesture_recognition.labels import load_label_map
 from gesture_recognition.pipeline import load_detector
+from gesture_recognition.training import evaluate_photos as ep
 from gesture_recognition.training import threshold_sweep as ts
 from gesture_recognition.training.cli import main
 from gesture_recognition.training.detector_sets import DetectorSet, load_set
@@ -98,7 +99,7 @@ def test_validation_scenes_leave_out_test_classes_and_trained_photos(
     scenes: Path, tmp_path: Path
 ) -> None:
     hagrid = load_label_map("hagrid")
-    everything = ts.validation_scenes(scenes, hagrid)
+    everything = ep.validation_scenes(scenes, hagrid)
     assert len(everything) == 3 * SCENES_PER_CLASS
     trained_dir = tmp_path / "images" / "train"
     trained_dir.mkdir(parents=True)
@@ -106,20 +107,20 @@ def test_validation_scenes_leave_out_test_classes_and_trained_photos(
     (trained_dir / "pseudo_call_0.jpg").symlink_to(first_call)
     trained = ts.trained_photos([trained_dir])
     assert trained == {first_call.resolve()}
-    kept = ts.validation_scenes(scenes, hagrid, load_label_map("mcs2021"), trained)
+    kept = ep.validation_scenes(scenes, hagrid, load_label_map("mcs2021"), trained)
     assert sorted(p.truth for p in kept) == ["call", "fist", "fist"]
     assert all(p.path.resolve() != first_call.resolve() for p in kept)
     with pytest.raises(FileNotFoundError):
         ts.trained_photos([tmp_path / "missing"])
     with pytest.raises(ValueError, match="no validation scene"):
-        ts.validation_scenes(scenes, hagrid, load_label_map("hagrid"))
+        ep.validation_scenes(scenes, hagrid, load_label_map("hagrid"))
 
 
 def test_sweep_with_the_shipped_models(scenes: Path, shared_data: Path, repo_root: Path) -> None:
     thresholds = (0.1, 0.25, 0.5)
     detector = load_detector(None, 1)
     classifier = load_classifier(repo_root / "models" / "hagrid", 1)
-    photos = ts.validation_scenes(scenes, classifier.spec.label_map, load_label_map("mcs2021"))
+    photos = ep.validation_scenes(scenes, classifier.spec.label_map, load_label_map("mcs2021"))
     rows = ts.sweep_scenes(detector, classifier, photos, thresholds)
     assert [r["conf"] for r in rows] == list(thresholds)
     assert all(r["photos"] == len(photos) and 0 <= r["accuracy"] <= 1 for r in rows)
