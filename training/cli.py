@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gesture_recognition.arguments import non_negative_int, positive_int
-from gesture_recognition.labels import load_label_map
+from gesture_recognition.labels import MERGE_PRIORS, load_label_map
 
 
 def _cmd_train_detector(args: argparse.Namespace) -> int:
@@ -111,10 +111,22 @@ def _cmd_export_detector(args: argparse.Namespace) -> int:
 
 
 def _cmd_derive_classifier(args: argparse.Namespace) -> int:
-    from gesture_recognition.training.classifier_merge import export_merged
+    from gesture_recognition.training.classifier_merge import export_merged, remerge_served
 
-    path = export_merged(Path(args.checkpoint), load_label_map(args.label_map), Path(args.out))
-    print(f"wrote {path} (label map {args.label_map}, merged from the checkpoint's classes)")
+    if args.served:
+        path = remerge_served(Path(args.served), args.merge_prior, Path(args.out))
+        print(f"wrote {path} ({args.served} with a {args.merge_prior} merge prior)")
+        return 0
+    path = export_merged(
+        Path(args.checkpoint),
+        load_label_map(args.label_map),
+        Path(args.out),
+        prior=args.merge_prior,
+    )
+    print(
+        f"wrote {path} (label map {args.label_map}, merged from the checkpoint's classes, "
+        f"{args.merge_prior} prior)"
+    )
     return 0
 
 
@@ -347,8 +359,20 @@ def build_parser() -> argparse.ArgumentParser:
         "derive-classifier",
         help="a trained classifier served in a coarser label map (probabilities summed)",
     )
-    p.add_argument("--checkpoint", required=True, help="best.pt of the finer classifier")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="best.pt of the finer classifier")
+    source.add_argument(
+        "--served",
+        help="a served merged classifier folder (verifier kept): only its merge prior changes",
+    )
     p.add_argument("--label-map", default="mcs2021", help="the coarser map (with a merge)")
+    p.add_argument(
+        "--merge-prior",
+        choices=MERGE_PRIORS,
+        default="training",
+        help="training: probabilities summed (the balanced training prior: a class merging 8 "
+        "of 14 starts at 8/14); uniform: averaged, each served class starting equal",
+    )
     p.add_argument("--out", required=True, help="where gesture_classifier.onnx/.json go")
     p.set_defaults(func=_cmd_derive_classifier)
 

@@ -20,7 +20,7 @@ from gesture_recognition.json_fields import (
     as_floats,
     as_int,
 )
-from gesture_recognition.labels import LabelMap
+from gesture_recognition.labels import MERGE_PRIORS, LabelMap
 
 DETECTOR_ONNX = "hand_detector.onnx"
 DETECTOR_JSON = "hand_detector.json"
@@ -182,6 +182,9 @@ class ClassifierSpec:
     # The graph averages each crop with its mirror image (training/flip_tta.py). Recorded
     # for people and reports; the ONNX graph is what serves it.
     test_time_flip: bool = False
+    # A classifier of a finer map served in this one: how its probabilities merge
+    # (``labels.MERGE_PRIORS``); None when it is not merged. For people, like the flip.
+    merge_prior: str | None = None
 
     @property
     def output_names(self) -> tuple[str, ...]:
@@ -206,6 +209,8 @@ class ClassifierSpec:
             data["verifier"] = self.verifier.to_dict()
         if self.test_time_flip:
             data["test_time_flip"] = True
+        if self.merge_prior is not None:
+            data["merge_prior"] = self.merge_prior
         return data
 
     @classmethod
@@ -229,7 +234,16 @@ class ClassifierSpec:
                 else None
             ),
             test_time_flip=as_bool(data.get("test_time_flip", False), "test_time_flip"),
+            merge_prior=_merge_prior(data.get("merge_prior")),
         )
+
+
+def _merge_prior(value: object) -> str | None:
+    if value is None:
+        return None
+    if value not in MERGE_PRIORS:
+        raise ValueError(f"merge_prior must be one of {MERGE_PRIORS}, got {value!r}")
+    return str(value)
 
 
 def write_spec(spec: DetectorSpec | ClassifierSpec, path: Path) -> None:

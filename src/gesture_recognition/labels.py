@@ -26,6 +26,21 @@ def builtin_label_maps() -> tuple[str, ...]:
 
 BUILTIN_LABEL_MAPS = builtin_label_maps()
 
+# How a finer classifier's probabilities merge into a coarser map (``LabelMap.merge_matrix``).
+MERGE_PRIORS = ("training", "uniform")
+
+
+def merge_weights(members: NDArray[np.bool_], prior: str) -> NDArray[np.float32]:
+    """The merge matrix for ``members`` (``[K_fine, K_coarse]``, True where a fine class goes)
+    under ``prior`` (see ``LabelMap.merge_matrix``)."""
+    if prior not in MERGE_PRIORS:
+        raise ValueError(f"merge prior must be one of {MERGE_PRIORS}, got {prior!r}")
+    matrix = np.asarray(members, dtype=np.float32)
+    if prior == "uniform":
+        # A class nothing merges into keeps its zero column (and the served log floor).
+        matrix = matrix / np.maximum(matrix.sum(axis=0, keepdims=True), 1.0)
+    return matrix
+
 
 class UnknownLabelError(KeyError):
     """A dataset label that the label map neither lists nor aliases."""
@@ -96,9 +111,14 @@ class LabelMap:
                     return mapping[other.canonical(label)]
         return None
 
-    def merge_matrix(self, source: LabelMap) -> NDArray[np.float32]:
-        """``[K_source, K_self]`` 0/1 matrix: ``probs @ M`` answers a ``source`` classifier's
-        probabilities in this map. Every source class must be named by the merge."""
+    def merge_matrix(self, source: LabelMap, prior: str = "training") -> NDArray[np.float32]:
+        """``[K_source, K_self]`` matrix: ``probs @ M`` answers a ``source`` classifier's
+        probabilities in this map. Every source class must be named by the merge.
+
+        ``prior`` (``MERGE_PRIORS``): ``"training"`` sums each class's members (0/1 columns),
+        keeping the prior the classifier was trained with: a class that merges 8 of 14 equally
+        drawn classes starts at 8/14. ``"uniform"`` averages them (columns divided by their
+        member counts; renormalised, Bayes' rule under a prior of 1/K_self for each class)."""
         mapping = self.merges.get(source.name)
         if mapping is None:
             raise ValueError(
@@ -111,10 +131,10 @@ class LabelMap:
                 f"the merge {source.name!r} -> {self.name!r} does not say where "
                 f"{', '.join(missing)} go"
             )
-        matrix = np.zeros((source.num_classes, self.num_classes), dtype=np.float32)
+        members = np.zeros((source.num_classes, self.num_classes), dtype=bool)
         for i, name in enumerate(source.classes):
-            matrix[i, self.classes.index(mapping[name])] = 1.0
-        return matrix
+            members[i, self.classes.index(mapping[name])] = True
+        return merge_weights(members, prior)
 
     def to_dict(self) -> dict[str, object]:
         data: dict[str, object] = {

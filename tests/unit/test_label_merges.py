@@ -118,3 +118,70 @@ def test_merged_classifier_sums_probabilities() -> None:
     palm[0, hagrid.index("palm")] = 20.0
     answer = MergedClassifier(Fixed(palm), mcs.merge_matrix(hagrid))(torch.zeros(1, 3, 8, 8))
     assert mcs.classes[int(answer.argmax())] == "no_gesture"
+
+
+def test_uniform_prior_averages_each_group() -> None:
+    """The balanced training draws 8 of 14 classes into no_gesture: the sum starts it at 8/14;
+    the uniform prior divides each group by its size (Bayes' rule with 1/7 a served class)."""
+    hagrid, mcs = load_label_map("hagrid"), load_label_map("mcs2021")
+    summed, uniform = mcs.merge_matrix(hagrid), mcs.merge_matrix(hagrid, "uniform")
+    assert np.array_equal(uniform > 0, summed > 0)
+    np.testing.assert_allclose(uniform.sum(axis=0), np.ones(mcs.num_classes), atol=1e-6)
+    assert uniform[hagrid.index("palm"), mcs.index("no_gesture")] == pytest.approx(1 / 8)
+    # like at 0.4, the other 0.6 spread over six classes merged into no_gesture.
+    probs = np.zeros(hagrid.num_classes)
+    probs[hagrid.index("like")] = 0.4
+    for name in ("call", "fist", "one", "rock", "palm", "other_gesture"):
+        probs[hagrid.index(name)] = 0.1
+    assert mcs.classes[int((probs @ summed).argmax())] == "no_gesture"
+    assert mcs.classes[int((probs @ uniform).argmax())] == "like"
+    with pytest.raises(ValueError, match="merge prior must be one of"):
+        mcs.merge_matrix(hagrid, "even")
+
+
+def test_remerge_served_changes_only_the_prior(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    from gesture_recognition.artifacts import CLASSIFIER_JSON, CLASSIFIER_ONNX
+    from gesture_recognition.artifacts import read_classifier_spec as read_spec
+    from gesture_recognition.export.onnx_export import export_classifier
+    from gesture_recognition.training.classifier_merge import remerge_served
+
+    hagrid, mcs = load_label_map("hagrid"), load_label_map("mcs2021")
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 14)
+    ).eval()
+    merged, spec = merge_classifier(net, ClassifierSpec(label_map=hagrid, input_size=16), mcs)
+    export_classifier(merged, spec, tmp_path / "sum", max_batch=4)
+    assert read_spec(tmp_path / "sum" / CLASSIFIER_JSON).merge_prior == "training"
+
+    remerge_served(tmp_path / "sum", "uniform", tmp_path / "uniform")
+    remerge_served(tmp_path / "uniform", "training", tmp_path / "back")
+    assert read_spec(tmp_path / "uniform" / CLASSIFIER_JSON).merge_prior == "uniform"
+    x = np.random.default_rng(1).normal(size=(3, 3, 16, 16)).astype(np.float32)
+
+    def served(folder: str) -> np.ndarray:
+        session = ort.InferenceSession(str(tmp_path / folder / CLASSIFIER_ONNX))
+        logits = session.run(None, {"input": x})[0]
+        p = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return p / p.sum(axis=1, keepdims=True)
+
+    fine = torch.softmax(net(torch.from_numpy(x)), 1).detach().numpy()
+    mean = fine @ mcs.merge_matrix(hagrid, "uniform")
+    np.testing.assert_allclose(served("uniform"), mean / mean.sum(1, keepdims=True), atol=1e-5)
+    np.testing.assert_allclose(served("back"), served("sum"), atol=1e-6)
+
+    plain = tmp_path / "plain"
+    export_classifier(net, ClassifierSpec(label_map=hagrid, input_size=16), plain, max_batch=4)
+    with pytest.raises(ValueError, match="not a classifier served through a merge"):
+        remerge_served(plain, "uniform", tmp_path / "x")
+
+
+def test_merge_prior_in_the_spec_json() -> None:
+    mcs = load_label_map("mcs2021")
+    spec = ClassifierSpec(label_map=mcs, input_size=32, merge_prior="uniform")
+    assert ClassifierSpec.from_dict(spec.to_dict()).merge_prior == "uniform"
+    assert "merge_prior" not in ClassifierSpec(label_map=mcs).to_dict()  # older files: none
+    with pytest.raises(ValueError, match="merge_prior must be one of"):
+        ClassifierSpec.from_dict({**spec.to_dict(), "merge_prior": "even"})
