@@ -56,6 +56,7 @@ def export_detector(
     imgsz: int = 320,
     max_batch: int = 8,
     conf_threshold: float = 0.25,
+    second_pass_imgsz: int = 0,
 ) -> Path:
     """Ultralytics checkpoint -> ``hand_detector.onnx`` + ``hand_detector.json`` in out_dir.
 
@@ -100,6 +101,8 @@ def export_detector(
         min_side = min_canvas_side(imgsz, strides, rows)
         _check_canvas(Path(exported), (min_side, imgsz), rows)
         _check_canvas(Path(exported), (imgsz, min_side), rows)
+        if second_pass_imgsz:
+            _check_canvas(Path(exported), (second_pass_imgsz, second_pass_imgsz), rows)
         scrub_paths(Path(exported))
         shutil.copyfile(exported, out / DETECTOR_ONNX)
     spec = DetectorSpec(
@@ -108,6 +111,7 @@ def export_detector(
         architecture=_yolo_arch(model),
         letterbox_stride=stride,
         min_canvas_side=min_side,
+        second_pass_imgsz=second_pass_imgsz,
     )
     write_spec(spec, out / DETECTOR_JSON)
     return out / DETECTOR_ONNX

@@ -105,6 +105,7 @@ def _cmd_export_detector(args: argparse.Namespace) -> int:
         imgsz=args.imgsz,
         max_batch=args.max_batch,
         conf_threshold=args.conf,
+        second_pass_imgsz=args.second_pass_imgsz,
     )
     print(f"wrote {path}")
     return 0
@@ -382,6 +383,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--imgsz", type=int, default=320)
     p.add_argument("--max-batch", type=int, default=8)
     p.add_argument("--conf", type=float, default=0.25, help="serving confidence threshold")
+    p.add_argument(
+        "--second-pass-imgsz",
+        type=int,
+        default=0,
+        help="look again at this input size at photos where imgsz finds no box (0: never; "
+        "served in-process and on the cpu flavour: reports/small_hands/)",
+    )
     p.set_defaults(func=_cmd_export_detector)
 
     p = sub.add_parser("train-classifier", help="train the timm classifier on crops, export ONNX")

@@ -8,7 +8,7 @@ places.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from gesture_recognition.boxes import CropConfig
@@ -90,6 +90,10 @@ class DetectorSpec:
     # With a stride: no canvas side below this (0: one stride), so the detector always has as
     # many anchors as its fixed number of output rows (letterbox.min_canvas_side).
     min_canvas_side: int = 0
+    # 0: one pass. n > imgsz: a photo where the pass at imgsz finds no box at conf_threshold is
+    # looked at again on a canvas of n (small hands: people farther from the camera;
+    # reports/small_hands/). Needs the dynamic-shape canvas (letterbox_stride).
+    second_pass_imgsz: int = 0
 
     def __post_init__(self) -> None:
         if self.imgsz < 1:
@@ -110,6 +114,23 @@ class DetectorSpec:
                 f"min_canvas_side {self.min_canvas_side} must be a multiple of letterbox_stride "
                 f"{self.letterbox_stride} within 1..imgsz {self.imgsz}"
             )
+        if self.second_pass_imgsz and (
+            not self.letterbox_stride
+            or self.second_pass_imgsz <= self.imgsz
+            or self.second_pass_imgsz % self.letterbox_stride
+        ):
+            raise ValueError(
+                f"second_pass_imgsz {self.second_pass_imgsz} must be larger than imgsz "
+                f"{self.imgsz} and a multiple of letterbox_stride {self.letterbox_stride} "
+                "(a detector with a dynamic-shape canvas)"
+            )
+
+    @property
+    def second_pass(self) -> DetectorSpec | None:
+        """The spec of the second pass (its canvas ``second_pass_imgsz``), or None."""
+        if not self.second_pass_imgsz:
+            return None
+        return replace(self, imgsz=self.second_pass_imgsz, second_pass_imgsz=0)
 
     @property
     def min_side(self) -> int:
@@ -129,6 +150,7 @@ class DetectorSpec:
             "input_name": self.input_name,
             "output_name": self.output_name,
             "output_layout": "[B, D, 6]: x1 y1 x2 y2 score class, letterboxed input pixels",
+            **({"second_pass_imgsz": self.second_pass_imgsz} if self.second_pass_imgsz else {}),
         }
 
     @classmethod
@@ -141,6 +163,7 @@ class DetectorSpec:
             output_name=str(data.get("output_name", "output0")),
             letterbox_stride=as_int(data.get("letterbox_stride", 0), "letterbox_stride"),
             min_canvas_side=as_int(data.get("min_canvas_side", 0), "min_canvas_side"),
+            second_pass_imgsz=as_int(data.get("second_pass_imgsz", 0), "second_pass_imgsz"),
         )
 
 

@@ -24,9 +24,9 @@ from gesture_recognition.artifacts import (
 )
 from gesture_recognition.decision import Decision, decide_hands
 from gesture_recognition.detections import decode_detections
+from gesture_recognition.detector_passes import run_detector
 from gesture_recognition.hands import DEFAULT_MAX_HANDS, Hands, prepare_hands
 from gesture_recognition.images import DEFAULT_MAX_PIXELS, check_image_array, decode_image
-from gesture_recognition.letterbox import letterbox, to_detector_tensor
 from gesture_recognition.runtime import CPU_PROVIDER, ClassifierRunner, DetectorRunner
 
 
@@ -81,12 +81,12 @@ class GestureResult:
 def detect_hands(
     detector: DetectorRunner, image: NDArray[np.uint8]
 ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-    """Letterbox, run the detector, decode: boxes in photo pixels and scores."""
+    """Letterbox, run the detector (a second pass if its spec has one), decode: boxes in
+    photo pixels and scores."""
     spec = detector.spec
-    canvas, params = letterbox(image, spec.imgsz, spec.letterbox_stride, spec.min_side)
-    raw = detector(to_detector_tensor(canvas))[0]
+    rows, params = run_detector(detector, image, spec)
     height, width = image.shape[:2]
-    return decode_detections(raw, params, width, height, spec.conf_threshold)
+    return decode_detections(rows[0], params, width, height, spec.conf_threshold)
 
 
 def load_detector(

@@ -96,6 +96,7 @@ def test_project_model_finds_the_shipped_yaml() -> None:
 def test_tiny_training_keeps_the_frozen_stages_and_exports(tmp_path: Path) -> None:
     import onnxruntime as ort
 
+    from gesture_recognition.artifacts import read_detector_spec
     from gesture_recognition.export.onnx_export import export_detector
 
     data = tiny_yolo_data(tmp_path / "data")
@@ -130,7 +131,10 @@ def test_tiny_training_keeps_the_frozen_stages_and_exports(tmp_path: Path) -> No
     assert not still_imagenet(5) and not still_imagenet(7)  # stages 5-7: fine-tuned
     assert saved["train_args"]["freeze"] == frozen_backbone_layers(4)
 
-    export_detector(last, tmp_path / "models", imgsz=64, max_batch=2)
+    # A second pass at 128: the export checks the network at that canvas too.
+    export_detector(last, tmp_path / "models", imgsz=64, max_batch=2, second_pass_imgsz=128)
+    spec = read_detector_spec(tmp_path / "models" / "hand_detector.json")
+    assert spec.second_pass is not None and spec.second_pass.imgsz == 128
     session = ort.InferenceSession(
         str(tmp_path / "models" / "hand_detector.onnx"), providers=["CPUExecutionProvider"]
     )

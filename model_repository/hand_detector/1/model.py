@@ -2,7 +2,9 @@
 
 Letterboxes the photo onto the detector's canvas (the photo's aspect, sides multiples of the
 stride; see ``gesture_recognition.letterbox``) and runs the detector ONNX on ONNX Runtime in one
-step: on the cpu flavour every step is a Python model, and a separate letterbox model cost a
+step, with the second pass on a larger canvas when hand_detector.json asks for one
+(``gesture_recognition.detector_passes``; LETTERBOX is then the placement of the pass that
+answered): on the cpu flavour every step is a Python model, and a separate letterbox model cost a
 round trip of the 1.2 MB input tensor through the stub (reports/perf/cpu). The
 native flavours serve model.onnx on Triton's onnxruntime / tensorrt backends behind the
 ``hand_preprocess`` model instead of this file.
@@ -15,7 +17,7 @@ from gesture_recognition.images import DEFAULT_MAX_PIXELS
 from gesture_recognition.runtime import DetectorRunner
 from gesture_recognition.serving import python_model as pm
 from gesture_recognition.serving.contract import IMAGE, LETTERBOX, MAX_PIXELS
-from gesture_recognition.serving.steps import preprocess
+from gesture_recognition.serving.steps import detect
 from gesture_recognition.serving.thread_gate import gated_runner
 
 
@@ -32,5 +34,5 @@ class TritonPythonModel:
 
     def _handle(self, request):
         image = pm.input_array(pb_utils, request, IMAGE)
-        tensor, placement = preprocess(image, self.spec, self.max_pixels)
-        return {self.spec.output_name: self.runner(tensor), LETTERBOX: placement}
+        rows, placement = detect(image, self.spec, self.max_pixels, self.runner)
+        return {self.spec.output_name: rows, LETTERBOX: placement}

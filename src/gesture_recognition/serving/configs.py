@@ -190,6 +190,15 @@ def _canvas_dims(spec: DetectorSpec) -> tuple[int, int]:
 def pipeline(specs: Specs, opts: ServingOptions, flavour: str) -> tuple[Step, ...]:
     """The steps from photo to answer, as the native flavours serve them."""
     det, cls = specs.detector, specs.classifier
+    if det.second_pass_imgsz and flavour != "cpu":
+        # The native flavours run the detector on Triton's own backend between two Python
+        # steps; a second look would need a BLS call back to it (not built). On a GPU the
+        # larger canvas costs little on every photo: serve imgsz = second_pass_imgsz instead.
+        raise ValueError(
+            f"second_pass_imgsz ({det.second_pass_imgsz}) in {DETECTOR_JSON} is served by the "
+            f"cpu flavour only, not {flavour!r}: set imgsz to {det.second_pass_imgsz} instead "
+            "(on a GPU the larger canvas costs little) or remove second_pass_imgsz"
+        )
     size, classes = cls.input_size, cls.label_map.num_classes
     detector_instances, classifier_instances = opts.instances(flavour)
     photo = _t(c.IMAGE, "UINT8", -1, -1, 3)

@@ -17,9 +17,10 @@ from numpy.typing import NDArray
 from gesture_recognition.artifacts import ClassifierSpec, DetectorSpec
 from gesture_recognition.decision import decide_hands
 from gesture_recognition.detections import decode_detections
+from gesture_recognition.detector_passes import Network, detector_input, run_detector
 from gesture_recognition.hands import prepare_hands
 from gesture_recognition.images import DEFAULT_MAX_IMAGE_BYTES, check_image_array, decode_image
-from gesture_recognition.letterbox import LetterboxParams, letterbox, to_detector_tensor
+from gesture_recognition.letterbox import LetterboxParams
 
 FloatArray = NDArray[np.float32]
 
@@ -47,9 +48,17 @@ def decode_bytes_input(
 
 def preprocess(image: object, spec: DetectorSpec, max_pixels: int) -> tuple[FloatArray, FloatArray]:
     """Photo -> detector input ``[1, 3, h, w]`` and letterbox placement ``[3]``."""
-    photo = check_image_array(image, max_pixels)
-    canvas, params = letterbox(photo, spec.imgsz, spec.letterbox_stride, spec.min_side)
-    return to_detector_tensor(canvas), params.as_array()
+    tensor, params = detector_input(check_image_array(image, max_pixels), spec)
+    return tensor, params.as_array()
+
+
+def detect(
+    image: object, spec: DetectorSpec, max_pixels: int, network: Network
+) -> tuple[FloatArray, FloatArray]:
+    """Photo -> detector rows ``[1, D, 6]`` and the placement ``[3]`` of the pass that
+    answered (``detector_passes.run_detector``: the cpu flavour's detector model)."""
+    rows, params = run_detector(network, check_image_array(image, max_pixels), spec)
+    return rows, params.as_array()
 
 
 def run_batched(
