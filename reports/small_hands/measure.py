@@ -9,6 +9,8 @@ A measurement prototype on the shipped models (in process, the serving code's fu
     python reports/small_hands/measure.py confirm  # the confirmation on unused digit photos
     python reports/small_hands/measure.py tiles # the exploration: k x k test photos in one,
                                                 # the detector's input side 320-640
+    python reports/small_hands/measure.py empty # photos with no hand: the largest hand-free
+                                                # strip of each validation photo
 
 Prints a JSON summary; per-set numbers and per-photo answers go to ``--out``
 (default runs/small_hands_<mode>.json).
@@ -195,15 +197,64 @@ def tiles_rows() -> dict[str, Any]:
     return rows
 
 
+def hand_free_strip(
+    image: NDArray[np.uint8], boxes: NDArray[np.float32], min_share: float = 0.25
+) -> NDArray[np.uint8] | None:
+    """The largest strip of ``image`` beside, above or below every box (boxes grown by a
+    quarter of their size, so no finger is left in), if it holds ``min_share`` of the photo
+    and is at least 64 pixels each way; else None."""
+    height, width = image.shape[:2]
+    if not len(boxes):
+        return image
+    size = np.stack([boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]], 1)
+    pad = np.concatenate([size, size], 1) * 0.25 * np.array([-1, -1, 1, 1])
+    x1, y1 = np.clip((boxes + pad)[:, :2].min(0), 0, None).astype(int)
+    x2, y2 = (boxes + pad)[:, 2:].max(0).astype(int)
+    strips = [image[:, :x1], image[:, x2:], image[:y1], image[y2:]]
+    best = max(strips, key=lambda a: a.shape[0] * a.shape[1])
+    h, w = best.shape[:2]
+    if h * w < min_share * height * width or min(h, w) < 64:
+        return None
+    return np.ascontiguousarray(best)
+
+
+def empty_rows() -> dict[str, Any]:
+    """Served hands on hand-free strips of the validation photos, with and without the second
+    pass: every served hand there is a false one."""
+    rows: dict[str, Any] = {}
+    for arm_name, retry in (("served", None), ("retry_640", RETRY_IMGSZ)):
+        arm = Served(Path("models/hagrid"), retry)
+        for name, (data_yaml, split) in SETS["val"].items():
+            photos = load_set(name, Path(data_yaml), split)
+            strips = [
+                hand_free_strip(load_image(path), truth)
+                for path, truth in zip(photos.images, photos.truths, strict=True)
+            ]
+            kept = [s for s in strips if s is not None]
+            with_hand = false = 0
+            for strip in kept:
+                hands, _ = arm.hands(strip)
+                false += len(hands.boxes)
+                with_hand += len(hands.boxes) > 0
+            rows[f"{name}/{arm_name}"] = {
+                "strips": len(kept),
+                "strips_with_a_served_hand": with_hand,
+                "served_hands": false,
+            }
+        rows[f"second_passes/{arm_name}"] = len(arm.retried)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("mode", choices=["val", "test", "confirm", "tiles"])
+    parser.add_argument("mode", choices=["val", "test", "confirm", "tiles", "empty"])
     parser.add_argument("--out")
     parser.add_argument("--detector-dir", default="models", help="a candidate detector's folder")
     parser.add_argument("--served-only", action="store_true", help="no second-pass arm")
     args = parser.parse_args()
-    if args.mode == "tiles":
-        print(json.dumps(tiles_rows(), indent=1))
+    if args.mode in ("tiles", "empty"):
+        rows = tiles_rows() if args.mode == "tiles" else empty_rows()
+        print(json.dumps(rows, indent=1))
         return
     summary: dict[str, Any] = {}
     answers: dict[str, Any] = {}
