@@ -45,6 +45,20 @@ def models_folder(folder: Path, detector_dir: Path, classifier_dir: Path | None 
     return folder
 
 
+def models_with_second_pass(folder: Path, source: Path, imgsz: int = 640) -> Path:
+    """``folder`` as ``source``'s models (linked) with a detector JSON that asks for a second
+    pass at ``imgsz`` (``second_pass_imgsz``)."""
+    from dataclasses import replace
+
+    from gesture_recognition.artifacts import read_detector_spec, write_spec
+
+    models = models_folder(folder, source, source)
+    spec = read_detector_spec(source / DETECTOR_JSON)
+    (models / DETECTOR_JSON).unlink()
+    write_spec(replace(spec, second_pass_imgsz=imgsz), models / DETECTOR_JSON)
+    return models
+
+
 @pytest.fixture(scope="session")
 def sample_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The four sample photos as one folder (for tools that read a folder), linked."""

@@ -5,19 +5,17 @@ second pass; on the photos as they are, the first pass answers as before."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
-from gesture_recognition.artifacts import DETECTOR_JSON, read_detector_spec, write_spec
 from gesture_recognition.images import load_image
 from gesture_recognition.pipeline import GesturePipeline
 from gesture_recognition.serving.launcher import TritonServer
 from gesture_recognition.training.zoomed_sets import zoom_out
-from tests.conftest import models_folder, sample_photos
+from tests.conftest import models_with_second_pass, sample_photos
 
 from .conftest import BOX_ATOL, SCORE_ATOL, ServingModels, cpu_server
 
@@ -30,12 +28,8 @@ def two_pass_models(
 ) -> Path:
     if not serving_models.trained:
         pytest.skip("needs the trained models: random-weight detectors find no real hands")
-    source = serving_models.path
-    models = models_folder(tmp_path_factory.mktemp("two_pass") / "models", source, source)
-    spec = read_detector_spec(source / DETECTOR_JSON)
-    (models / DETECTOR_JSON).unlink()
-    write_spec(replace(spec, second_pass_imgsz=640), models / DETECTOR_JSON)
-    return models
+    folder = tmp_path_factory.mktemp("two_pass") / "models"
+    return models_with_second_pass(folder, serving_models.path)
 
 
 @pytest.fixture(scope="module")

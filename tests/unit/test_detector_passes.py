@@ -14,7 +14,6 @@ from gesture_recognition.artifacts import (
     DetectorSpec,
     read_detector_spec,
     shipped_models_dir,
-    write_spec,
 )
 from gesture_recognition.detector_passes import run_detector
 from gesture_recognition.images import load_image
@@ -22,7 +21,7 @@ from gesture_recognition.pipeline import GesturePipeline
 from gesture_recognition.serving import steps
 from gesture_recognition.serving.configs import ServingOptions, flavour_steps, read_specs
 from gesture_recognition.training.zoomed_sets import zoom_out
-from tests.conftest import models_folder, sample_photos
+from tests.conftest import models_with_second_pass, sample_photos
 
 SPEC = DetectorSpec(
     imgsz=320, conf_threshold=0.3, letterbox_stride=32, min_canvas_side=128, second_pass_imgsz=640
@@ -47,14 +46,10 @@ class Network:
 
 
 def with_second_pass(tmp_path: Path) -> tuple[Path, DetectorSpec]:
-    """The shipped models with ``second_pass_imgsz`` 640 in the detector's JSON; the
-    shipped detector spec."""
+    """The shipped models with a second pass at 640; the shipped detector spec."""
     shipped = shipped_models_dir()
-    models = models_folder(tmp_path / "models", shipped, shipped)
-    spec = read_detector_spec(shipped / DETECTOR_JSON)
-    (models / DETECTOR_JSON).unlink()
-    write_spec(replace(spec, second_pass_imgsz=640), models / DETECTOR_JSON)
-    return models, spec
+    models = models_with_second_pass(tmp_path / "models", shipped)
+    return models, read_detector_spec(shipped / DETECTOR_JSON)
 
 
 def test_spec_field_is_checked_and_round_trips() -> None:
